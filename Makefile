@@ -1,0 +1,30 @@
+# rudder: the two set-up commands are `make demo` and `make test`; both fetch the models if missing.
+SHELL := bash
+CARGO ?= cargo
+export RUDDER_MODELS_DIR ?= $(HOME)/.cache/rudder/models
+
+.PHONY: demo test models build lint fmt clean-models
+
+## demo: fetch models, build, start the all-in-one server on the embedded store and run the main job
+demo: models build
+	bash deploy/demo.sh
+
+## test: fetch models, build, check the server with a stock Python gRPC client, run every Rust test
+test: models build
+	bash deploy/clients/python/smoke.sh
+	$(CARGO) test --locked --workspace
+
+## models: fetch and verify the model files of shared/MODELS.md (does nothing when they are in place)
+models:
+	bash deploy/models.sh
+
+build:
+	$(CARGO) build --locked -p rudder-server
+
+## lint: formatting and clippy, as reviewers expect them
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all

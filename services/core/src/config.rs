@@ -1,0 +1,79 @@
+//! The configuration schema. Every key has its default in the server's embedded `default.toml`, so
+//! the schema has no serde defaults: a key missing from the merged layers is an error, never a silent
+//! default, and an unknown key is an error too (`deny_unknown_fields`). Layering (file, env, flags)
+//! lives in the server binary, the only place that reads the environment.
+
+use crate::secret::Secret;
+use serde::{Deserialize, Serialize};
+use std::{net::SocketAddr, path::PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub models: ModelsConfig,
+    pub log: LogConfig,
+    pub store: StoreConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address the gRPC server binds; port 0 picks a free port (the chosen address is logged).
+    pub listen: SocketAddr,
+    /// Where the embedded store, bundles state and feedback live. `~/` expands to the home directory.
+    pub data_dir: PathBuf,
+    /// On SIGINT/SIGTERM, how long in-flight requests may take to finish before the server exits.
+    pub shutdown_grace_secs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelsConfig {
+    /// The directory `deploy/models.sh` fills. `~/` expands to the home directory.
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing env-filter directive, e.g. "info" or "rudder_server=debug,info". `RUST_LOG` wins.
+    pub filter: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    pub backend: StoreBackend,
+    pub qdrant: QdrantConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// qdrant-edge: Qdrant's engine in process, on disk under `server.data_dir`.
+    Edge,
+    /// A Qdrant server or cluster through qdrant-client.
+    Qdrant,
+}
+
+/// Connection to a Qdrant server or cluster (used when `store.backend = "qdrant"`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QdrantConfig {
+    /// gRPC URL, e.g. "http://127.0.0.1:6334"; https enables TLS.
+    pub url: String,
+    /// Sent as the `api-key` header; never logged or shown.
+    pub api_key: Secret,
+    pub collection: String,
+}

@@ -1,0 +1,130 @@
+//! The command line: `rudder serve | status | config show | models verify`.
+
+use crate::{ConfigFlags, RunningServer, grpc, layered_config, logging, preflight, status};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rudder",
+    version,
+    about = "Retrieval-augmented answers from a frozen LLM, steered per region"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the all-in-one gRPC server (every service in one process, embedded store).
+    Serve {
+        #[command(flatten)]
+        config: ConfigFlags,
+        /// Write the bound address (e.g. 127.0.0.1:41234) to this file once listening.
+        #[arg(long, value_name = "FILE")]
+        addr_file: Option<PathBuf>,
+    },
+    /// Ask a running server for its health and the services reflection lists.
+    Status {
+        /// The server's URL.
+        #[arg(long, default_value = "http://127.0.0.1:50051")]
+        server: String,
+    },
+    /// Configuration commands.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Model-file commands.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration (all layers merged, secrets redacted).
+    Show {
+        #[command(flatten)]
+        config: ConfigFlags,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// Check every model file against its checksum, parse the LLM's header, load ONNX Runtime.
+    Verify {
+        #[command(flatten)]
+        config: ConfigFlags,
+    },
+}
+
+impl Cli {
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Serve { config, addr_file } => serve(&config, addr_file).await,
+            Command::Status { server } => print_status(&server).await,
+            Command::Config(ConfigCommand::Show { config }) => {
+                print!("{}", layered_config::render(&config.load()?)?);
+                Ok(())
+            }
+            Command::Models(ModelsCommand::Verify { config }) => verify_models(&config),
+        }
+    }
+}
+
+async fn serve(flags: &ConfigFlags, addr_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let config = flags.load()?;
+    logging::init(&config.log)?;
+    let server = RunningServer::start(&config).await?;
+    if let Some(path) = addr_file {
+        write_atomically(&path, &server.addr().to_string())?;
+    }
+    grpc::termination_signal().await;
+    server.shutdown().await
+}
+
+/// Writes via a temp file and rename, so a reader polling for the file never sees it half-written.
+fn write_atomically(path: &std::path::Path, content: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, content)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|err| anyhow::anyhow!("cannot write {}: {err}", path.display()))
+}
+
+async fn print_status(url: &str) -> anyhow::Result<()> {
+    let channel = status::connect(url).await?;
+    println!("rudder at {url}");
+    println!("\n  {:<32} health", "service");
+    for entry in status::health(channel.clone()).await? {
+        let name = if entry.service.is_empty() { "(server)" } else { entry.service.as_str() };
+        println!("  {name:<32} {}", entry.status.as_str_name());
+    }
+    println!("\n  listed by reflection (v1):");
+    for name in status::list_services_v1(channel).await? {
+        println!("    {name}");
+    }
+    Ok(())
+}
+
+fn verify_models(flags: &ConfigFlags) -> anyhow::Result<()> {
+    let config = flags.load()?;
+    let report = preflight::thorough(&config.models.dir)?;
+    println!("models directory {}: every file matches its sha256", report.files.root().display());
+    for (path, size) in report.files.listed() {
+        println!("  {path:<52} {:>8.1} MB", size as f64 / 1e6);
+    }
+    let llm = &report.llm;
+    println!(
+        "LLM: {} ({}), {} layers, hidden {}, {} heads / {} KV heads, context {}, vocab {}, chat template: {}",
+        llm.name.as_deref().unwrap_or("unnamed"),
+        llm.architecture,
+        llm.block_count,
+        llm.embedding_length,
+        llm.head_count,
+        llm.head_count_kv,
+        llm.context_length,
+        llm.vocab_size,
+        if llm.has_chat_template { "yes" } else { "no" },
+    );
+    println!("ONNX Runtime {} loads", report.onnx_runtime_version);
+    Ok(())
+}

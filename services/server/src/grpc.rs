@@ -1,0 +1,136 @@
+//! The all-in-one gRPC server: the four rudder services, `grpc.health.v1`, and server reflection in
+//! both v1 and v1alpha (Python's grpcio-reflection and older grpcurl builds speak only v1alpha).
+//!
+//! Services whose issue has not landed are served by [`NotYetImplemented`], whose methods are the
+//! generated defaults: every call answers UNIMPLEMENTED.
+
+use rudder_core::Config;
+use rudder_proto::v1::{
+    generation_service_server::{GenerationService, GenerationServiceServer},
+    ingest_service_server::{IngestService, IngestServiceServer},
+    prompt_service_server::{PromptService, PromptServiceServer},
+    retrieval_service_server::{RetrievalService, RetrievalServiceServer},
+};
+use std::{net::SocketAddr, time::Duration};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic_health::{ServingStatus, server::HealthReporter};
+
+/// Answers UNIMPLEMENTED for every RPC of a service not built yet.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NotYetImplemented;
+
+impl IngestService for NotYetImplemented {}
+impl RetrievalService for NotYetImplemented {}
+impl GenerationService for NotYetImplemented {}
+impl PromptService for NotYetImplemented {}
+
+/// A server accepting connections on `addr` until [`RunningServer::shutdown`].
+#[derive(Debug)]
+pub struct RunningServer {
+    addr: SocketAddr,
+    health: HealthReporter,
+    stop: oneshot::Sender<()>,
+    serving: JoinHandle<Result<(), tonic::transport::Error>>,
+    grace: Duration,
+}
+
+impl RunningServer {
+    /// Checks the model files, creates the data directory, binds `server.listen` and starts serving.
+    pub async fn start(config: &Config) -> anyhow::Result<Self> {
+        crate::preflight::quick(&config.models.dir)?;
+        std::fs::create_dir_all(&config.server.data_dir).map_err(|err| {
+            anyhow::anyhow!(
+                "cannot create data directory {} (server.data_dir): {err}",
+                config.server.data_dir.display()
+            )
+        })?;
+        let listener = TcpListener::bind(config.server.listen).await.map_err(|err| {
+            anyhow::anyhow!("cannot listen on {} (server.listen): {err}", config.server.listen)
+        })?;
+        let addr = listener.local_addr()?;
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        for service in std::iter::once("").chain(rudder_proto::SERVICE_NAMES) {
+            health.set_service_status(service, ServingStatus::Serving).await;
+        }
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(rudder_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        };
+        let router = Server::builder()
+            .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
+            .add_service(health_service)
+            .add_service(reflection().build_v1()?)
+            .add_service(reflection().build_v1alpha()?)
+            .add_service(IngestServiceServer::new(NotYetImplemented))
+            .add_service(RetrievalServiceServer::new(NotYetImplemented))
+            .add_service(GenerationServiceServer::new(NotYetImplemented))
+            .add_service(PromptServiceServer::new(NotYetImplemented));
+
+        let (stop, stopped) = oneshot::channel::<()>();
+        let serving =
+            tokio::spawn(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+                // A dropped sender means the owner is gone: stop as well.
+                let _ = stopped.await;
+            }));
+        tracing::info!(%addr, data_dir = %config.server.data_dir.display(), "rudder listening on {addr}");
+        Ok(Self {
+            addr,
+            health,
+            stop,
+            serving,
+            grace: Duration::from_secs(config.server.shutdown_grace_secs),
+        })
+    }
+
+    /// The bound address (the real port when `server.listen` asked for port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Reports NOT_SERVING, stops accepting connections and lets in-flight requests finish within the
+    /// grace period.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        for service in std::iter::once("").chain(rudder_proto::SERVICE_NAMES) {
+            self.health.set_service_status(service, ServingStatus::NotServing).await;
+        }
+        let _ = self.stop.send(());
+        match tokio::time::timeout(self.grace, self.serving).await {
+            Ok(joined) => joined??,
+            Err(_) => tracing::warn!(
+                grace_secs = self.grace.as_secs(),
+                "in-flight requests outlived the grace period"
+            ),
+        }
+        tracing::info!("rudder stopped");
+        Ok(())
+    }
+}
+
+/// Resolves when the process receives SIGINT (Ctrl-C) or SIGTERM.
+pub async fn termination_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+    tracing::info!("shutdown requested");
+}

@@ -1,0 +1,12 @@
+//! rudder-server: the `rudder` binary's library — CLI, layered configuration, the all-in-one gRPC
+//! server, and client-side commands. End-to-end tests start [`RunningServer`] in-process.
+
+pub mod cli;
+pub mod grpc;
+pub mod layered_config;
+pub mod logging;
+pub mod preflight;
+pub mod status;
+
+pub use grpc::RunningServer;
+pub use layered_config::ConfigFlags;

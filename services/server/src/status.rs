@@ -1,0 +1,70 @@
+//! `rudder status`: what a running server says about itself, asked the way any gRPC client would —
+//! `grpc.health.v1` per service and server reflection's service list.
+
+use tonic::transport::Channel;
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
+use tonic_reflection::pb::{v1, v1alpha};
+
+/// One service's health as reported by the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceHealth {
+    pub service: String,
+    pub status: ServingStatus,
+}
+
+/// Connects to `url` (e.g. `http://127.0.0.1:50051`), failing with the URL in the message.
+pub async fn connect(url: &str) -> anyhow::Result<Channel> {
+    let endpoint = Channel::from_shared(url.to_owned())
+        .map_err(|err| anyhow::anyhow!("invalid server URL {url:?}: {err}"))?;
+    endpoint.connect().await.map_err(|err| anyhow::anyhow!("cannot reach rudder at {url}: {err}"))
+}
+
+/// Health of the whole server ("") and of each rudder service.
+pub async fn health(channel: Channel) -> anyhow::Result<Vec<ServiceHealth>> {
+    let mut client = HealthClient::new(channel);
+    let mut report = Vec::new();
+    for service in std::iter::once("").chain(rudder_proto::SERVICE_NAMES) {
+        let response = client.check(HealthCheckRequest { service: service.to_owned() }).await?;
+        report.push(ServiceHealth { service: service.to_owned(), status: response.into_inner().status() });
+    }
+    Ok(report)
+}
+
+/// Sends one ListServices request over a reflection module's generated client (v1 and v1alpha have the
+/// same shape under different packages).
+macro_rules! list_services {
+    ($version:ident, $channel:expr) => {{
+        use $version::{
+            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        };
+        let request = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
+        let mut responses = ServerReflectionClient::new($channel)
+            .server_reflection_info(tokio_stream::iter([request]))
+            .await?
+            .into_inner();
+        match responses.message().await?.and_then(|r| r.message_response) {
+            Some(MessageResponse::ListServicesResponse(list)) => {
+                Ok(list.service.into_iter().map(|s| s.name).collect())
+            }
+            other => {
+                anyhow::bail!("reflection {} answered ListServices with {other:?}", stringify!($version))
+            }
+        }
+    }};
+}
+
+/// Service names listed by reflection v1.
+pub async fn list_services_v1(channel: Channel) -> anyhow::Result<Vec<String>> {
+    list_services!(v1, channel)
+}
+
+/// Service names listed by reflection v1alpha (what Python's grpcio-reflection speaks).
+pub async fn list_services_v1alpha(channel: Channel) -> anyhow::Result<Vec<String>> {
+    list_services!(v1alpha, channel)
+}

@@ -1,0 +1,119 @@
+//! The `rudder` binary as a user runs it: a real process, real signals, real files.
+// A test binary: a panic here is a failing test, including in helpers outside #[test] functions.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+use std::{
+    path::Path,
+    process::{Child, Command, Output, Stdio},
+    time::{Duration, Instant},
+};
+
+const RUDDER: &str = env!("CARGO_BIN_EXE_rudder");
+
+/// `rudder ARGS` with no `RUDDER__*` overrides leaking in from the caller's environment.
+fn rudder(args: &[&str]) -> Command {
+    let mut command = Command::new(RUDDER);
+    command.args(args).env("RUST_LOG", "info");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("RUDDER__") {
+            command.env_remove(key);
+        }
+    }
+    command
+}
+
+fn stderr_of(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Waits for `rudder serve --addr-file` to publish its address.
+fn wait_for_addr(path: &Path, child: &mut Child) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(addr) = std::fs::read_to_string(path) {
+            return addr;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "rudder serve exited before listening");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("rudder serve did not publish its address within 30 s");
+}
+
+#[test]
+fn serve_on_port_zero_publishes_its_address_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr_file = dir.path().join("addr");
+    let data_dir = dir.path().join("data");
+    let mut child = rudder(&["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data_dir)
+        .arg("--addr-file")
+        .arg(&addr_file)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let addr = wait_for_addr(&addr_file, &mut child);
+    assert!(!addr.ends_with(":0") && addr.starts_with("127.0.0.1:"), "{addr}");
+    assert!(data_dir.is_dir(), "serve creates its data directory");
+
+    let status = rudder(&["status", "--server", &format!("http://{addr}")]).output().unwrap();
+    let report = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{}", stderr_of(&status));
+    assert!(report.contains("rudder.v1.PromptService") && report.contains("SERVING"), "{report}");
+
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let output = child.wait_with_output().unwrap();
+    let log = stderr_of(&output);
+    assert!(output.status.success(), "exit after SIGTERM: {:?}\n{log}", output.status);
+    assert!(log.contains(&format!("listening on {addr}")), "the chosen address is logged: {log}");
+    assert!(log.contains("rudder stopped"), "{log}");
+}
+
+#[test]
+fn a_missing_models_dir_is_one_line_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-models-here");
+    let output = rudder(&["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("RUDDER_MODELS_DIR", &missing)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr_of(&output);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("no-models-here") && err.contains("make models"), "{err}");
+}
+
+#[test]
+fn a_malformed_config_file_is_one_line_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("rudder.toml");
+    std::fs::write(&config, "[server\nlisten = 1\n").unwrap();
+    let output = rudder(&["config", "show", "--config"]).arg(&config).output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr_of(&output);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("rudder.toml") && err.contains("line 1"), "{err}");
+}
+
+#[test]
+fn config_show_prints_the_layers_merged_with_secrets_redacted() {
+    let output = rudder(&["config", "show", "--listen", "127.0.0.1:7777"])
+        .env("RUDDER__STORE__QDRANT__API_KEY", "top-secret-key")
+        .env("RUDDER__LOG__FORMAT", "json")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    let shown = String::from_utf8_lossy(&output.stdout);
+    assert!(shown.contains("listen = \"127.0.0.1:7777\""), "{shown}");
+    assert!(shown.contains("format = \"json\""), "{shown}");
+    assert!(!shown.contains("top-secret-key") && shown.contains("[redacted]"), "{shown}");
+}
+
+#[test]
+fn an_unknown_env_key_names_the_variable() {
+    let output = rudder(&["config", "show"]).env("RUDDER__SERVER__LISTN", "127.0.0.1:1").output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr_of(&output);
+    assert!(err.contains("RUDDER__SERVER__LISTN") && err.contains("listn"), "{err}");
+}

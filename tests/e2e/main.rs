@@ -1,0 +1,5 @@
+//! End-to-end tests over real gRPC on 127.0.0.1:0 with the real model files. One test binary with a
+//! module per area keeps link time down.
+
+mod model_files;
+mod server_contract;

@@ -1,0 +1,36 @@
+//! Helpers shared by the end-to-end tests: a real all-in-one server on 127.0.0.1:0 over a fresh data
+//! directory, using the real models directory (`RUDDER_MODELS_DIR` or the default, as `make test` fills).
+
+use rudder_core::Config;
+use rudder_server::{ConfigFlags, RunningServer};
+
+/// A running server and the temporary data directory it owns.
+#[derive(Debug)]
+pub struct TestServer {
+    pub server: RunningServer,
+    pub config: Config,
+    _data_dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Starts the all-in-one server on a free loopback port.
+    pub async fn start() -> anyhow::Result<Self> {
+        let data_dir = tempfile::tempdir()?;
+        let flags = ConfigFlags {
+            listen: Some("127.0.0.1:0".parse()?),
+            data_dir: Some(data_dir.path().to_owned()),
+            ..ConfigFlags::default()
+        };
+        let config = flags.load()?;
+        let server = RunningServer::start(&config).await?;
+        Ok(Self { server, config, _data_dir: data_dir })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.server.addr())
+    }
+
+    pub async fn channel(&self) -> anyhow::Result<tonic::transport::Channel> {
+        rudder_server::status::connect(&self.url()).await
+    }
+}
