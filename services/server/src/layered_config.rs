@@ -153,6 +153,13 @@ mod tests {
     use figment::Jail;
     use rudder_core::config::{LogFormat, StoreBackend};
 
+    /// The jail starts from an empty environment (no RUDDER_* leaking in from the caller, e.g. the
+    /// Makefile's RUDDER_MODELS_DIR) with a known HOME.
+    fn isolate(jail: &mut Jail) {
+        jail.clear_env();
+        jail.set_env("HOME", "/home/tester");
+    }
+
     fn flags_with_file(path: &str) -> ConfigFlags {
         ConfigFlags { config: Some(PathBuf::from(path)), ..ConfigFlags::default() }
     }
@@ -160,7 +167,7 @@ mod tests {
     #[test]
     fn defaults_alone_make_a_complete_config() {
         Jail::expect_with(|jail| {
-            jail.set_env("HOME", "/home/tester");
+            isolate(jail);
             let config = ConfigFlags::default().load().map_err(|e| e.to_string())?;
             assert_eq!(config.server.listen, "127.0.0.1:50051".parse().unwrap());
             assert_eq!(config.models.dir, PathBuf::from("/home/tester/.cache/rudder/models"));
@@ -173,6 +180,7 @@ mod tests {
     #[test]
     fn file_then_env_then_flags_each_win_over_the_layer_below() {
         Jail::expect_with(|jail| {
+            isolate(jail);
             jail.create_file(
                 "rudder.toml",
                 "[server]\nlisten = \"127.0.0.1:7001\"\ndata_dir = \"/from/file\"\nshutdown_grace_secs = 5\n\
@@ -197,6 +205,7 @@ mod tests {
     #[test]
     fn models_dir_comes_from_its_own_env_var_and_the_flag_beats_it() {
         Jail::expect_with(|jail| {
+            isolate(jail);
             jail.set_env(MODELS_DIR_ENV, "/models/from/env");
             let config = ConfigFlags::default().load().map_err(|e| e.to_string())?;
             assert_eq!(config.models.dir, PathBuf::from("/models/from/env"));
@@ -209,6 +218,7 @@ mod tests {
     #[test]
     fn an_unknown_key_in_the_file_is_named() {
         Jail::expect_with(|jail| {
+            isolate(jail);
             jail.create_file("rudder.toml", "[server]\nlisen = \"127.0.0.1:1\"\n")?;
             let err = flags_with_file("rudder.toml").load().unwrap_err().to_string();
             assert!(err.contains("lisen") && err.contains("rudder.toml"), "{err}");
@@ -220,6 +230,7 @@ mod tests {
     #[test]
     fn an_unknown_env_key_is_named() {
         Jail::expect_with(|jail| {
+            isolate(jail);
             jail.set_env("RUDDER__SERVER__PORT", "80");
             let err = ConfigFlags::default().load().unwrap_err().to_string();
             assert!(err.contains("port") && err.contains("RUDDER__SERVER__PORT"), "{err}");
@@ -230,6 +241,7 @@ mod tests {
     #[test]
     fn a_wrongly_typed_value_names_its_key() {
         Jail::expect_with(|jail| {
+            isolate(jail);
             jail.set_env("RUDDER__SERVER__LISTEN", "not-an-address");
             let err = ConfigFlags::default().load().unwrap_err().to_string();
             assert!(err.contains("server.listen"), "{err}");
@@ -240,6 +252,7 @@ mod tests {
     #[test]
     fn a_malformed_file_is_reported_with_line_and_column() {
         Jail::expect_with(|jail| {
+            isolate(jail);
             jail.create_file("broken.toml", "[server]\nlisten = \"unterminated\n")?;
             let err = flags_with_file("broken.toml").load().unwrap_err();
             assert!(matches!(err, ConfigError::Malformed { .. }), "{err}");
@@ -252,7 +265,8 @@ mod tests {
 
     #[test]
     fn a_missing_file_is_an_error_not_a_silent_default() {
-        Jail::expect_with(|_| {
+        Jail::expect_with(|jail| {
+            isolate(jail);
             let err = flags_with_file("nope.toml").load().unwrap_err();
             assert!(matches!(err, ConfigError::MissingFile { .. }), "{err}");
             Ok(())
@@ -262,6 +276,7 @@ mod tests {
     #[test]
     fn render_redacts_the_api_key() {
         Jail::expect_with(|jail| {
+            isolate(jail);
             jail.set_env("RUDDER__STORE__QDRANT__API_KEY", "s3cr3t-key");
             let config = ConfigFlags::default().load().map_err(|e| e.to_string())?;
             assert_eq!(config.store.qdrant.api_key.expose(), "s3cr3t-key");
@@ -274,6 +289,7 @@ mod tests {
     #[test]
     fn the_rendered_config_reads_back_as_a_config_file() {
         Jail::expect_with(|jail| {
+            isolate(jail);
             let config = ConfigFlags::default().load().map_err(|e| e.to_string())?;
             jail.create_file("shown.toml", &render(&config).map_err(|e| e.to_string())?)?;
             let again = flags_with_file("shown.toml").load().map_err(|e| e.to_string())?;
