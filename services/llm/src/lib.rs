@@ -1,6 +1,21 @@
-//! rudder-llm: the frozen LLM runtime on candle. For now it reads and checks model files; the forward
-//! pass (input embeddings, per-layer prefix KV, KV cache) and the sampler land with generation.
+//! rudder-llm: the frozen LLM runtime on candle — model files (GGUF or a Hugging Face directory),
+//! the tokenizer and chat template they carry, and a llama forward pass that takes input embeddings
+//! and a per-layer prefix of keys/values, is differentiable end to end, and decodes with a KV cache.
 
+pub mod chat;
+pub mod config;
+mod error;
 pub mod gguf;
+pub mod loader;
+pub mod model;
+pub mod tokenizer;
+pub mod weights;
 
+pub use chat::{ChatTemplate, Message, Role};
+pub use config::{LlamaConfig, RopeStyle};
+pub use error::LlmError;
 pub use gguf::{GgufSummary, LlmFileError};
+pub use loader::LoadedModel;
+pub use model::{ForwardOptions, KvCache, Llama, LogitsAt};
+pub use tokenizer::ModelTokenizer;
+pub use weights::ServingFormat;

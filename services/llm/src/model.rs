@@ -1,0 +1,294 @@
+//! The llama forward pass, written for both serving and training:
+//! - it takes input embeddings, so a soft prompt is just more rows in front of the token embeddings;
+//! - it continues from a [`KvCache`], which may start as a per-layer prefix of keys/values (prefix
+//!   tuning) and then holds everything computed so far (decode, and the per-bundle head cache);
+//! - it returns logits for every position, the last one, or none;
+//! - with `differentiable` it uses only ops that record a backward pass (candle's fused softmax, RMS
+//!   norm and rope kernels record none, so a gradient through them would silently be None); without it
+//!   it uses the fused kernels, which are faster.
+//!
+//! Grouped-query attention folds the query heads of a group into rows instead of copying keys/values
+//! per query head, so decode reads each cached key/value once.
+
+use candle_core::{D, DType, Device, Tensor};
+
+use crate::{
+    LlmError,
+    config::{LlamaConfig, RopeStyle},
+    weights::{Block, Weights},
+};
+
+/// Keys and values per layer, each `[batch, kv_heads, positions, head_dim]`.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    len: usize,
+}
+
+impl KvCache {
+    pub fn new(num_layers: usize) -> Self {
+        Self { layers: vec![None; num_layers], len: 0 }
+    }
+
+    /// A cache that starts with a prefix: `keys[l]` / `values[l]` are `[kv_heads, P, head_dim]`,
+    /// broadcast over `batch`. Gradients flow back into them when they are variables.
+    pub fn from_prefix(keys: &[Tensor], values: &[Tensor], batch: usize) -> Result<Self, LlmError> {
+        let mut layers = Vec::with_capacity(keys.len());
+        let mut len = 0;
+        for (k, v) in keys.iter().zip(values) {
+            let (kv_heads, positions, head_dim) = k.dims3()?;
+            len = positions;
+            let shape = (batch, kv_heads, positions, head_dim);
+            layers.push(Some((k.unsqueeze(0)?.broadcast_as(shape)?, v.unsqueeze(0)?.broadcast_as(shape)?)));
+        }
+        Ok(Self { layers, len })
+    }
+
+    /// Positions held (prefix + every token processed).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Layer `l`'s keys and values, if any.
+    pub fn layer(&self, l: usize) -> Option<&(Tensor, Tensor)> {
+        self.layers.get(l).and_then(Option::as_ref)
+    }
+
+    /// Bytes held by the cached tensors (for the head cache's memory bound).
+    pub fn size_bytes(&self) -> usize {
+        self.layers
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.elem_count() + v.elem_count()) * k.dtype().size_in_bytes())
+            .sum()
+    }
+}
+
+/// Which positions get logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogitsAt {
+    /// `[batch, tokens, vocab]` (training).
+    All,
+    /// `[batch, vocab]` for the last input position (serving).
+    Last,
+    /// Only update the cache; returns the final hidden states `[batch, tokens, hidden]`.
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForwardOptions {
+    pub logits: LogitsAt,
+    /// Use only ops that record a backward pass.
+    pub differentiable: bool,
+}
+
+impl ForwardOptions {
+    pub const SERVE_LAST: Self = Self { logits: LogitsAt::Last, differentiable: false };
+    pub const TRAIN_ALL: Self = Self { logits: LogitsAt::All, differentiable: true };
+}
+
+/// A frozen llama-family model ready to run.
+#[derive(Debug)]
+pub struct Llama {
+    config: LlamaConfig,
+    weights: Weights,
+    /// `[max_position, head_dim / 2]`.
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Llama {
+    pub(crate) fn new(config: LlamaConfig, weights: Weights) -> Result<Self, LlmError> {
+        config.check()?;
+        let half = config.head_dim / 2;
+        let inv_freq: Vec<f32> = (0..half)
+            .map(|i| 1.0 / config.rope_theta.powf(2.0 * i as f32 / config.head_dim as f32))
+            .collect();
+        let inv_freq = Tensor::from_vec(inv_freq, (1, half), &Device::Cpu)?;
+        let positions = Tensor::arange(0u32, config.max_position as u32, &Device::Cpu)?
+            .to_dtype(DType::F32)?
+            .reshape((config.max_position, 1))?;
+        let angles = positions.matmul(&inv_freq)?;
+        Ok(Self { cos: angles.cos()?, sin: angles.sin()?, config, weights })
+    }
+
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+
+    pub(crate) fn weights(&self) -> &Weights {
+        &self.weights
+    }
+
+    /// The token embedding table, `[vocab, hidden]` (read-only; e.g. to initialise a soft prompt).
+    pub fn embedding_table(&self) -> &Tensor {
+        &self.weights.embed
+    }
+
+    /// Embeddings of token ids `[batch, tokens]` -> `[batch, tokens, hidden]`.
+    pub fn embed(&self, ids: &Tensor) -> Result<Tensor, LlmError> {
+        let (batch, tokens) = ids.dims2()?;
+        let flat = self.weights.embed.index_select(&ids.flatten_all()?, 0)?;
+        Ok(flat.reshape((batch, tokens, self.config.hidden_size))?)
+    }
+
+    /// Runs `embeds` (`[batch, tokens, hidden]`) after what `cache` holds, appending to the cache.
+    pub fn forward(
+        &self,
+        embeds: &Tensor,
+        cache: &mut KvCache,
+        options: ForwardOptions,
+    ) -> Result<Tensor, LlmError> {
+        let (_, tokens, _) = embeds.dims3()?;
+        let start = cache.len;
+        if start + tokens > self.config.max_position {
+            return Err(LlmError::ContextOverflow {
+                needed: start + tokens,
+                limit: self.config.max_position,
+            });
+        }
+        if cache.layers.len() != self.config.num_layers {
+            return Err(LlmError::Shape {
+                what: "KV cache layers".into(),
+                expected: vec![self.config.num_layers],
+                actual: vec![cache.layers.len()],
+            });
+        }
+        let step = Step { model: self, start, tokens, differentiable: options.differentiable };
+        let mask = step.causal_mask()?;
+        let mut x = embeds.clone();
+        for (block, slot) in self.weights.blocks.iter().zip(cache.layers.iter_mut()) {
+            x = step.block(block, &x, slot, mask.as_ref())?;
+        }
+        cache.len = start + tokens;
+        let x = step.rms_norm(&x, &self.weights.norm)?;
+        match options.logits {
+            LogitsAt::All => self.weights.lm_head.forward(&x, step.decode_step()),
+            LogitsAt::Last => {
+                let last = x.narrow(1, tokens - 1, 1)?.squeeze(1)?;
+                self.weights.lm_head.forward(&last, step.decode_step())
+            }
+            LogitsAt::None => Ok(x),
+        }
+    }
+}
+
+/// One forward call's positions and mode.
+struct Step<'a> {
+    model: &'a Llama,
+    start: usize,
+    tokens: usize,
+    differentiable: bool,
+}
+
+impl Step<'_> {
+    /// Single-token serving steps may use the quantized decode weights.
+    fn decode_step(&self) -> bool {
+        self.tokens == 1 && !self.differentiable
+    }
+
+    /// `[tokens, start + tokens]`: 0 where a query may attend, -inf after its own position. Cached
+    /// positions (prefix, earlier tokens) are visible to all. None for a single token.
+    fn causal_mask(&self) -> Result<Option<Tensor>, LlmError> {
+        if self.tokens == 1 {
+            return Ok(None);
+        }
+        let total = self.start + self.tokens;
+        let mask: Vec<f32> = (0..self.tokens)
+            .flat_map(|i| (0..total).map(move |j| if j > self.start + i { f32::NEG_INFINITY } else { 0.0 }))
+            .collect();
+        Ok(Some(Tensor::from_vec(mask, (self.tokens, total), &Device::Cpu)?))
+    }
+
+    fn rms_norm(&self, x: &Tensor, weight: &Tensor) -> Result<Tensor, LlmError> {
+        let eps = self.model.config.rms_norm_eps;
+        if self.differentiable {
+            let mean_square = x.sqr()?.mean_keepdim(D::Minus1)?;
+            Ok(x.broadcast_div(&(mean_square + eps)?.sqrt()?)?.broadcast_mul(weight)?)
+        } else {
+            Ok(candle_nn::ops::rms_norm(x, weight, eps as f32)?)
+        }
+    }
+
+    fn rope(&self, x: &Tensor) -> Result<Tensor, LlmError> {
+        let cos = self.model.cos.narrow(0, self.start, self.tokens)?;
+        let sin = self.model.sin.narrow(0, self.start, self.tokens)?;
+        let x = x.contiguous()?;
+        use candle_nn::rotary_emb::{rope, rope_i, rope_i_slow, rope_slow};
+        Ok(match (self.model.config.rope_style, self.differentiable) {
+            (RopeStyle::Interleaved, false) => rope_i(&x, &cos, &sin)?,
+            (RopeStyle::Interleaved, true) => rope_i_slow(&x, &cos, &sin)?,
+            (RopeStyle::Halves, false) => rope(&x, &cos, &sin)?,
+            (RopeStyle::Halves, true) => rope_slow(&x, &cos, &sin)?,
+        })
+    }
+
+    fn softmax(&self, x: &Tensor) -> Result<Tensor, LlmError> {
+        if self.differentiable {
+            Ok(candle_nn::ops::softmax(x, D::Minus1)?)
+        } else {
+            Ok(candle_nn::ops::softmax_last_dim(x)?)
+        }
+    }
+
+    fn block(
+        &self,
+        block: &Block,
+        x: &Tensor,
+        slot: &mut Option<(Tensor, Tensor)>,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor, LlmError> {
+        let attn = self.attention(block, &self.rms_norm(x, &block.attn_norm)?, slot, mask)?;
+        let x = (x + attn)?;
+        let h = self.rms_norm(&x, &block.ffn_norm)?;
+        let decode = self.decode_step();
+        let gated = (block.gate.forward(&h, decode)?.silu()? * block.up.forward(&h, decode)?)?;
+        Ok((x + block.down.forward(&gated, decode)?)?)
+    }
+
+    fn attention(
+        &self,
+        block: &Block,
+        x: &Tensor,
+        slot: &mut Option<(Tensor, Tensor)>,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor, LlmError> {
+        let config = &self.model.config;
+        let (batch, tokens, _) = x.dims3()?;
+        let (heads, kv_heads, head_dim, group) =
+            (config.num_heads, config.num_kv_heads, config.head_dim, config.kv_group());
+        let decode = self.decode_step();
+        let split = |t: Tensor, n: usize| t.reshape((batch, tokens, n, head_dim))?.transpose(1, 2);
+        let q = self.rope(&split(block.q.forward(x, decode)?, heads)?)?;
+        let k = self.rope(&split(block.k.forward(x, decode)?, kv_heads)?)?;
+        let v = split(block.v.forward(x, decode)?, kv_heads)?.contiguous()?;
+        let (k, v) = match slot.take() {
+            Some((past_k, past_v)) => (Tensor::cat(&[&past_k, &k], 2)?, Tensor::cat(&[&past_v, &v], 2)?),
+            None => (k, v),
+        };
+        *slot = Some((k.clone(), v.clone()));
+        let total = k.dim(2)?;
+
+        // Query heads of one group share a key/value head: [b, kv, group * tokens, d].
+        let q = q.reshape((batch, kv_heads, group * tokens, head_dim))?;
+        let scores = (q.matmul(&k.t()?)? * (1.0 / (head_dim as f64).sqrt()))?;
+        let scores = match mask {
+            Some(mask) => scores
+                .reshape((batch, kv_heads, group, tokens, total))?
+                .broadcast_add(mask)?
+                .reshape((batch, kv_heads, group * tokens, total))?,
+            None => scores,
+        };
+        let attended = self.softmax(&scores)?.matmul(&v)?;
+        let attended = attended.reshape((batch, heads, tokens, head_dim))?.transpose(1, 2)?.reshape((
+            batch,
+            tokens,
+            heads * head_dim,
+        ))?;
+        block.o.forward(&attended, decode)
+    }
+}

@@ -1,0 +1,96 @@
+//! Behaviour of the forward pass: KV-cache continuation, prefixes, the differentiable path, the
+//! quantized decode path, and coherent output.
+
+use candle_core::Tensor;
+use rudder_llm::{ForwardOptions, KvCache, LogitsAt};
+
+use crate::common::{argmax, chat_ids, greedy, ids_tensor, last_logits, max_abs_diff, smollm, smollm_q8};
+
+#[test]
+fn greedy_answer_is_coherent() {
+    let model = smollm();
+    let answer = greedy(model, &chat_ids(model, "What is the capital of France?"), 24);
+    let text = model.tokenizer.decode(&answer).unwrap();
+    assert!(text.contains("Paris"), "{text:?}");
+}
+
+#[test]
+fn decoding_through_the_cache_equals_one_full_pass() {
+    let model = smollm();
+    let ids = chat_ids(model, "Can I return a gift without a receipt?");
+    let layers = model.model.config().num_layers;
+    let full = last_logits(model, &ids, &mut KvCache::new(layers));
+    let mut cache = KvCache::new(layers);
+    last_logits(model, &ids[..ids.len() - 3], &mut cache);
+    last_logits(model, &ids[ids.len() - 3..ids.len() - 1], &mut cache);
+    let stepped = last_logits(model, &ids[ids.len() - 1..], &mut cache);
+    assert_eq!(cache.len(), ids.len());
+    let diff = max_abs_diff(&full, &stepped);
+    assert!(diff <= 1e-3, "cache continuation differs by {diff}");
+}
+
+#[test]
+fn a_prefix_cache_built_from_keys_and_values_acts_like_the_text_it_came_from() {
+    let model = smollm();
+    let layers = model.model.config().num_layers;
+    let head = model.tokenizer.encode("<|im_start|>system\nAnswer in one word.<|im_end|>\n").unwrap();
+    let tail = chat_ids(model, "Name a colour.");
+    // Run the head as text, then lift its keys/values out as a prefix (what prefix tuning starts from).
+    let mut text_cache = KvCache::new(layers);
+    last_logits(model, &head, &mut text_cache);
+    let (keys, values): (Vec<Tensor>, Vec<Tensor>) = (0..layers)
+        .map(|l| {
+            let (k, v) = text_cache.layer(l).unwrap();
+            (k.squeeze(0).unwrap(), v.squeeze(0).unwrap())
+        })
+        .unzip();
+    let after_text = last_logits(model, &tail, &mut text_cache);
+    let mut prefix_cache = KvCache::from_prefix(&keys, &values, 1).unwrap();
+    assert_eq!(prefix_cache.len(), head.len());
+    let after_prefix = last_logits(model, &tail, &mut prefix_cache);
+    assert!(max_abs_diff(&after_text, &after_prefix) <= 1e-4);
+}
+
+#[test]
+fn the_differentiable_path_computes_the_same_logits_for_every_position() {
+    let model = smollm();
+    let ids = chat_ids(model, "Where is my parcel?");
+    let embeds = model.model.embed(&ids_tensor(&ids)).unwrap();
+    let layers = model.model.config().num_layers;
+    let run = |differentiable| -> Vec<f32> {
+        let options = ForwardOptions { logits: LogitsAt::All, differentiable };
+        let logits = model.model.forward(&embeds, &mut KvCache::new(layers), options).unwrap();
+        assert_eq!(logits.dims(), &[1, ids.len(), 49152]);
+        logits.flatten_all().unwrap().to_vec1().unwrap()
+    };
+    let diff = max_abs_diff(&run(false), &run(true));
+    assert!(diff <= 1e-3, "fused and differentiable paths differ by {diff}");
+}
+
+/// Q8_0 decode weights stay faithful to f32: teacher-forced over an f32 greedy answer, the q8 model
+/// picks the same next token at (nearly) every step and its logits stay within a stated tolerance.
+#[test]
+fn q8_0_decode_stays_close_to_f32() {
+    let (f32_model, q8_model) = (smollm(), smollm_q8());
+    let prompt = chat_ids(f32_model, "Summarise: items can be returned within 30 days with a receipt.");
+    let answer = greedy(f32_model, &prompt, 32);
+    let layers = f32_model.model.config().num_layers;
+    let (mut f32_cache, mut q8_cache) = (KvCache::new(layers), KvCache::new(layers));
+    // Prefill is f32 in both (the quantized copy is only for single-token steps).
+    let mut f32_logits = last_logits(f32_model, &prompt, &mut f32_cache);
+    let mut q8_logits = last_logits(q8_model, &prompt, &mut q8_cache);
+    let (mut agree, mut worst) = (0, 0.0f32);
+    for &token in &answer {
+        agree += usize::from(argmax(&f32_logits) == argmax(&q8_logits));
+        f32_logits = last_logits(f32_model, &[token], &mut f32_cache);
+        q8_logits = last_logits(q8_model, &[token], &mut q8_cache);
+        worst = worst.max(max_abs_diff(&f32_logits, &q8_logits));
+    }
+    let agreement = agree as f32 / answer.len() as f32;
+    eprintln!(
+        "q8_0 vs f32: top-1 agreement {agreement:.3} over {} steps, worst |dlogit| {worst:.3}",
+        answer.len()
+    );
+    assert!(agreement >= 0.9, "top-1 agreement {agreement}");
+    assert!(worst <= 1.5, "worst logit difference {worst}");
+}
