@@ -2,10 +2,20 @@
 //! and, as the services land, the domain types and seam traits (`Embedder`, `VectorStore`,
 //! `BundleRegistry`). It knows neither gRPC nor any model runtime.
 
+pub mod bundle;
 pub mod config;
+pub mod embedding;
+pub mod error;
 pub mod models;
+pub mod passage;
 pub mod secret;
+pub mod store;
 
+pub use bundle::{Bundle, BundleKey, GenerationDefaults};
 pub use config::Config;
+pub use embedding::{EmbedError, Embedder, QueryEmbedding};
+pub use error::ServiceError;
 pub use models::{ModelFiles, ModelsError};
+pub use passage::{Citation, Passage};
 pub use secret::Secret;
+pub use store::{StoreError, VectorStore};

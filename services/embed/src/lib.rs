@@ -1,7 +1,9 @@
-//! rudder-embed: text embeddings. For now it owns the check that the ONNX Runtime shared library is
-//! present and new enough; fastembed (which loads that library dynamically and, on a missing or old
-//! library, panics instead of returning an error) is only ever built after this check passes.
+//! rudder-embed: text embeddings. It owns the check that the ONNX Runtime shared library is present
+//! and new enough, and the [`Embedder`](rudder_core::Embedder) on fastembed, which is only ever built
+//! after that check passes (fastembed panics on a missing or old library instead of returning an error).
 
+pub mod fastembed_embedder;
 pub mod onnx_runtime;
 
+pub use fastembed_embedder::{FastembedEmbedder, FastembedOptions, MINILM_DIM, MINILM_MAX_TOKENS};
 pub use onnx_runtime::{OnnxRuntime, OnnxRuntimeError};

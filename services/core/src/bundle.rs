@@ -1,0 +1,70 @@
+//! Region bundles: what steers the frozen model for one region (and optionally brand) — system text,
+//! the trained policy prefix and tone soft prompt, the retrieval scope and generation defaults.
+//! Published versions are immutable; a bundle is shared as `Arc<Bundle>` and swapping one replaces the
+//! Arc, so a request keeps the version it started with.
+
+use std::{fmt, path::PathBuf};
+
+/// `region[/brand]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BundleKey {
+    pub region: String,
+    pub brand: Option<String>,
+}
+
+impl fmt::Display for BundleKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.brand {
+            Some(brand) => write!(f, "{}/{brand}", self.region),
+            None => f.write_str(&self.region),
+        }
+    }
+}
+
+/// Decoding defaults a bundle sets; a request's parameters override them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerationDefaults {
+    pub max_tokens: u32,
+    /// 0 is greedy.
+    pub temperature: f32,
+    pub top_p: f32,
+    /// 0 disables top-k.
+    pub top_k: u32,
+    pub repetition_penalty: f32,
+}
+
+impl Default for GenerationDefaults {
+    fn default() -> Self {
+        Self { max_tokens: 160, temperature: 0.0, top_p: 1.0, top_k: 0, repetition_penalty: 1.1 }
+    }
+}
+
+/// A trained artifact a bundle version uses: its safetensors file and the fingerprint of the base model
+/// it was trained on (checked against the served model before anything is loaded).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArtifactRef {
+    pub name: String,
+    pub path: PathBuf,
+    pub base_model_fingerprint: String,
+}
+
+/// One immutable bundle version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bundle {
+    pub key: BundleKey,
+    pub version: u32,
+    pub system_text: String,
+    pub policy_prefix: Option<ArtifactRef>,
+    pub tone_soft_prompt: Option<ArtifactRef>,
+    /// Regions whose documents retrieval may return (normally just the bundle's own).
+    pub retrieval_regions: Vec<String>,
+    pub retrieval_brands: Vec<String>,
+    pub generation: GenerationDefaults,
+}
+
+impl Bundle {
+    /// `region[/brand]@version`.
+    pub fn id(&self) -> String {
+        format!("{}@{}", self.key, self.version)
+    }
+}

@@ -1,0 +1,103 @@
+//! What retrieval hands to generation and what answers cite: a policy passage with its provenance,
+//! and a citation resolving an answer's `[n]` marker to the passage it points at.
+
+/// A passage of a policy document, as given to the model (numbered `[1]..[k]` in order).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Passage {
+    pub doc_id: String,
+    pub version: String,
+    pub title: String,
+    /// Headings above the passage, outermost first.
+    pub heading_path: Vec<String>,
+    pub text: String,
+    pub source: String,
+    pub regions: Vec<String>,
+    pub brand: Option<String>,
+    pub char_start: u64,
+    pub char_end: u64,
+    pub chunk_index: u32,
+    /// Retrieval score in its mode's scale (higher is better); 0 for client-supplied passages.
+    pub score: f32,
+    pub found_by_dense: bool,
+    pub found_by_sparse: bool,
+}
+
+impl Passage {
+    /// The heading path joined for display, e.g. "Returns > Refund timing".
+    pub fn section(&self) -> String {
+        self.heading_path.join(" > ")
+    }
+}
+
+/// An answer's `[marker]` resolved to its passage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Citation {
+    /// 1-based, as written in the answer.
+    pub marker: u32,
+    pub doc_id: String,
+    pub version: String,
+    pub title: String,
+    pub section: String,
+    pub chunk_index: u32,
+}
+
+/// The distinct `[n]` markers in `answer`, in order of first use, that point at one of `passages`.
+pub fn cited(answer: &str, passages: &[Passage]) -> Vec<Citation> {
+    let mut seen = Vec::new();
+    let mut rest = answer;
+    while let Some(open) = rest.find('[') {
+        rest = &rest[open + 1..];
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        if digits.is_empty() || !rest[digits.len()..].starts_with(']') {
+            continue;
+        }
+        if let Ok(marker) = digits.parse::<u32>()
+            && marker >= 1
+            && (marker as usize) <= passages.len()
+            && !seen.contains(&marker)
+        {
+            seen.push(marker);
+        }
+    }
+    seen.into_iter()
+        .map(|marker| {
+            let passage = &passages[marker as usize - 1];
+            Citation {
+                marker,
+                doc_id: passage.doc_id.clone(),
+                version: passage.version.clone(),
+                title: passage.title.clone(),
+                section: passage.section(),
+                chunk_index: passage.chunk_index,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn passage(doc_id: &str) -> Passage {
+        Passage {
+            doc_id: doc_id.into(),
+            heading_path: vec!["Returns".into(), "Timing".into()],
+            ..Passage::default()
+        }
+    }
+
+    #[test]
+    fn markers_resolve_in_order_of_first_use_without_duplicates_or_strays() {
+        let passages = [passage("a"), passage("b"), passage("c")];
+        let citations = cited("Refunds take 5 days [2]. See [1] and [2]; not [9], [x] or [0].", &passages);
+        let markers: Vec<u32> = citations.iter().map(|c| c.marker).collect();
+        assert_eq!(markers, [2, 1]);
+        assert_eq!(citations[0].doc_id, "b");
+        assert_eq!(citations[0].section, "Returns > Timing");
+    }
+
+    #[test]
+    fn no_passages_means_no_citations() {
+        assert!(cited("see [1]", &[]).is_empty());
+    }
+}

@@ -1,0 +1,472 @@
+//! The embedded backend: one qdrant-edge shard (Qdrant's engine, in process) in a directory. It owns
+//! the shard's layout (named vectors `dense` and `bm25`, payload indexes), BM25 encoding of chunk and
+//! query text with the engine's own BM25 (`EdgeBm25`, IDF applied by the engine through the sparse
+//! vector's `Idf` modifier), the hybrid query, and serialising writes.
+//!
+//! qdrant-edge 0.7.2 is synchronous and `EdgeShard` is Send + Sync; its `flush` panics if another
+//! write holds the WAL at that moment, so every write and flush here goes through one mutex (reads
+//! never take it).
+
+mod filters;
+mod points;
+
+use qdrant_edge::{
+    CreateIndex, Distance, EdgeConfig, EdgeShard, EdgeSparseVectorParams, EdgeVectorParamsBuilder,
+    FieldIndexOperations, Filter, Fusion, Modifier, NamedQuery, Payload, PayloadFieldSchema, PayloadOps,
+    PayloadSchemaType, PointId, PointInsertOperations, PointOperations, Prefetch, QueryEnum, QueryRequest,
+    ScoredPoint, ScoringQuery, ScrollRequest, SetPayloadOp, SparseVector, UpdateOperation, VectorInternal,
+    WithPayloadInterface, WithVector,
+    bm25_embed::{EdgeBm25, EdgeBm25Config},
+};
+use rudder_core::{
+    StoreError, VectorStore,
+    store::{
+        ChunkPoint, DocumentSummary, FoundBy, SearchHit, SearchMode, SearchRequest, StoreHealth,
+        VersionSummary,
+    },
+};
+use serde_json::{Map, Value};
+use std::{
+    collections::{BTreeMap, BTreeSet, HashSet},
+    fs,
+    panic::{AssertUnwindSafe, catch_unwind},
+    path::{Path, PathBuf},
+    sync::{Mutex, MutexGuard, PoisonError},
+};
+
+pub(crate) const EDGE: &str = "edge";
+/// Named vector of the chunk embedding (cosine).
+pub const DENSE_VECTOR: &str = "dense";
+/// Named sparse vector of the chunk text's BM25 term weights.
+pub const SPARSE_VECTOR: &str = "bm25";
+/// The file qdrant-edge writes when it creates a shard; its presence means "load, don't create".
+const EDGE_CONFIG_FILE: &str = "edge_config.json";
+/// Points per engine update: bounds the size of one WAL record.
+const UPSERT_BATCH: usize = 256;
+/// Points per scroll page when listing documents.
+const SCROLL_PAGE: usize = 1024;
+/// Qdrant's default RRF constant; the server backend uses the same so both rank alike.
+const RRF_K: usize = 2;
+
+/// Payload keys rudder writes and filters on.
+pub(crate) mod fields {
+    pub const DOC_ID: &str = "doc_id";
+    pub const VERSION: &str = "version";
+    pub const TITLE: &str = "title";
+    pub const REGIONS: &str = "regions";
+    pub const BRAND: &str = "brand";
+    pub const TAGS: &str = "tags";
+    pub const CONTENT_SHA256: &str = "content_sha256";
+    /// Set by the store, not part of `ChunkPayload`: whether the chunk's version is the current one.
+    pub const CURRENT: &str = "current";
+}
+
+/// Payload indexes: every field a search or a document operation filters on.
+const KEYWORD_INDEXES: [&str; 5] =
+    [fields::REGIONS, fields::BRAND, fields::DOC_ID, fields::VERSION, fields::TAGS];
+
+/// A [`VectorStore`] on one qdrant-edge shard under a directory.
+#[derive(Debug)]
+pub struct EdgeStore {
+    /// Always `Some` until `drop` takes it out to close it under `guard`.
+    shard: Option<EdgeShard>,
+    dir: PathBuf,
+    dim: usize,
+    bm25: EdgeBm25,
+    writes: Mutex<()>,
+}
+
+impl EdgeStore {
+    /// Opens the shard in `dir`, creating it (and the directory) if it does not exist. An existing
+    /// shard must have been made with the same vector layout (`dim`-d cosine `dense`, `bm25` sparse).
+    pub fn open(dir: &Path, dim: usize) -> Result<Self, StoreError> {
+        if dim == 0 {
+            return Err(StoreError::InvalidRequest { reason: "dense vector size must be positive".into() });
+        }
+        fs::create_dir_all(dir).map_err(|err| StoreError::Unavailable {
+            backend: EDGE,
+            reason: format!("cannot create {}: {err}", dir.display()),
+        })?;
+        let config = EdgeConfig::builder()
+            .vector(DENSE_VECTOR, EdgeVectorParamsBuilder::new(dim, Distance::Cosine).build())
+            .sparse_vector(
+                SPARSE_VECTOR,
+                // BM25 document vectors carry term frequencies only; the engine applies IDF at query time.
+                EdgeSparseVectorParams { modifier: Some(Modifier::Idf), ..Default::default() },
+            )
+            .build();
+        let existing = dir.join(EDGE_CONFIG_FILE).exists();
+        let shard = guard("open the shard", || {
+            if existing { EdgeShard::load(dir, Some(config)) } else { EdgeShard::new(dir, config) }
+        })?
+        .map_err(|err| {
+            let reason = format!("{}: {err}", dir.display());
+            if existing {
+                StoreError::Incompatible { backend: EDGE, reason }
+            } else {
+                StoreError::Unavailable { backend: EDGE, reason }
+            }
+        })?;
+        // English BM25 with the engine's defaults (k 1.2, b 0.75, avg_len 256): the same parameters a
+        // Qdrant server's built-in BM25 uses, so the two backends score the sparse leg alike.
+        let bm25 = EdgeBm25::new(EdgeBm25Config { language: Some("english".into()), ..Default::default() })
+            .map_err(|err| StoreError::Backend {
+            backend: EDGE,
+            operation: "build BM25",
+            reason: err.to_string(),
+        })?;
+        tracing::debug!(dir = %dir.display(), existing, "edge store open");
+        Ok(Self { shard: Some(shard), dir: dir.to_owned(), dim, bm25, writes: Mutex::new(()) })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Builds HNSW indexes for what was written so far and merges small segments. Without
+    /// it searches scan every point, which is fine for a few thousand chunks; call it after bulk loads.
+    pub fn optimize(&self) -> Result<bool, StoreError> {
+        let _writes = self.lock_writes();
+        let shard = self.shard()?;
+        guard("optimize", || shard.optimize())?.map_err(points::backend("optimize"))
+    }
+
+    fn shard(&self) -> Result<&EdgeShard, StoreError> {
+        self.shard
+            .as_ref()
+            .ok_or_else(|| StoreError::Unavailable { backend: EDGE, reason: "the store is closed".into() })
+    }
+
+    fn lock_writes(&self) -> MutexGuard<'_, ()> {
+        // The guarded value is `()`: a panic elsewhere leaves nothing inconsistent behind the lock.
+        self.writes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn update(&self, operation: UpdateOperation, what: &'static str) -> Result<(), StoreError> {
+        self.shard()?.update(operation).map_err(points::backend(what))
+    }
+
+    fn set_current(&self, filter: Filter, current: bool) -> Result<(), StoreError> {
+        let mut payload = Map::new();
+        payload.insert(fields::CURRENT.to_owned(), Value::Bool(current));
+        self.update(
+            UpdateOperation::PayloadOperation(PayloadOps::SetPayload(SetPayloadOp {
+                payload: Payload(payload),
+                points: None,
+                filter: Some(filter),
+                key: None,
+            })),
+            "set the current version",
+        )
+    }
+
+    fn query(&self, request: QueryRequest) -> Result<Vec<ScoredPoint>, StoreError> {
+        self.shard()?.query(request).map_err(points::backend("search"))
+    }
+
+    /// Ids of one leg's candidates, as its prefetch in a hybrid query finds them.
+    fn leg_ids(
+        &self,
+        leg: &ScoringQuery,
+        filter: &Filter,
+        limit: usize,
+    ) -> Result<HashSet<PointId>, StoreError> {
+        let request = query_request(vec![], leg.clone(), filter.clone(), limit, false);
+        Ok(self.query(request)?.into_iter().map(|p| p.id).collect())
+    }
+
+    fn hits(
+        &self,
+        points: Vec<ScoredPoint>,
+        found_by: impl Fn(PointId) -> FoundBy,
+    ) -> Result<Vec<SearchHit>, StoreError> {
+        points
+            .into_iter()
+            .map(|point| {
+                Ok(SearchHit {
+                    id: points::chunk_id(point.id)?,
+                    score: point.score,
+                    found_by: found_by(point.id),
+                    payload: points::chunk_payload(point.id, point.payload)?,
+                })
+            })
+            .collect()
+    }
+}
+
+impl VectorStore for EdgeStore {
+    fn ensure_collection(&self) -> Result<(), StoreError> {
+        let _writes = self.lock_writes();
+        let schema = self.shard()?.info().payload_schema;
+        let wanted = KEYWORD_INDEXES
+            .iter()
+            .map(|name| (*name, PayloadSchemaType::Keyword))
+            .chain([(fields::CURRENT, PayloadSchemaType::Bool)]);
+        for (name, kind) in wanted {
+            let field_name = filters::key(name)?;
+            if schema.contains_key(&field_name) {
+                continue;
+            }
+            self.update(
+                UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(CreateIndex {
+                    field_name,
+                    field_schema: Some(PayloadFieldSchema::FieldType(kind)),
+                })),
+                "create a payload index",
+            )?;
+        }
+        Ok(())
+    }
+
+    fn upsert(&self, chunks: &[ChunkPoint]) -> Result<(), StoreError> {
+        // Convert (and validate) everything before writing anything: a bad chunk fails the whole call.
+        let points = chunks
+            .iter()
+            .map(|chunk| points::to_point(chunk, self.dim, &self.bm25))
+            .collect::<Result<Vec<_>, _>>()?;
+        let _writes = self.lock_writes();
+        let mut points = points.into_iter().peekable();
+        while points.peek().is_some() {
+            let batch: Vec<_> = points.by_ref().take(UPSERT_BATCH).collect();
+            self.update(
+                UpdateOperation::PointOperation(PointOperations::UpsertPoints(
+                    PointInsertOperations::PointsList(batch),
+                )),
+                "upsert points",
+            )?;
+        }
+        Ok(())
+    }
+
+    fn set_current_version(&self, doc_id: &str, version: &str) -> Result<(), StoreError> {
+        let _writes = self.lock_writes();
+        // New version first: between the two updates a reader may see both versions, never neither.
+        self.set_current(filters::document_version(doc_id, version)?, true)?;
+        self.set_current(filters::document(doc_id, Some(version))?, false)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        let _writes = self.lock_writes();
+        let shard = self.shard()?;
+        guard("flush", || shard.flush())
+    }
+
+    fn delete_document(&self, doc_id: &str, keep_version: Option<&str>) -> Result<u64, StoreError> {
+        let filter = filters::document(doc_id, keep_version)?;
+        let _writes = self.lock_writes();
+        let count = self
+            .shard()?
+            .count(qdrant_edge::CountRequest { filter: Some(filter.clone()), exact: true })
+            .map_err(points::backend("count a document's points"))?;
+        if count > 0 {
+            self.update(
+                UpdateOperation::PointOperation(PointOperations::DeletePointsByFilter(filter)),
+                "delete a document",
+            )?;
+        }
+        Ok(count as u64)
+    }
+
+    fn list_documents(&self) -> Result<Vec<DocumentSummary>, StoreError> {
+        #[derive(Default)]
+        struct Doc {
+            title: String,
+            regions: BTreeSet<String>,
+            versions: BTreeMap<String, VersionSummary>,
+        }
+        let selected = [
+            fields::DOC_ID,
+            fields::VERSION,
+            fields::TITLE,
+            fields::REGIONS,
+            fields::CONTENT_SHA256,
+            fields::CURRENT,
+        ]
+        .iter()
+        .map(|name| filters::key(name))
+        .collect::<Result<Vec<_>, _>>()?;
+        let mut docs: BTreeMap<String, Doc> = BTreeMap::new();
+        let mut offset = None;
+        loop {
+            let (records, next) = self
+                .shard()?
+                .scroll(ScrollRequest {
+                    offset,
+                    limit: Some(SCROLL_PAGE),
+                    filter: None,
+                    with_payload: Some(WithPayloadInterface::Fields(selected.clone())),
+                    with_vector: WithVector::Bool(false),
+                    order_by: None,
+                })
+                .map_err(points::backend("list documents"))?;
+            for record in records {
+                let payload = record.payload.map(|p| p.0).unwrap_or_default();
+                let corrupt = |reason: &str| StoreError::Corrupt {
+                    id: points::point_id_text(record.id),
+                    reason: reason.into(),
+                };
+                let doc_id =
+                    points::string_field(&payload, fields::DOC_ID).ok_or_else(|| corrupt("no doc_id"))?;
+                let version =
+                    points::string_field(&payload, fields::VERSION).ok_or_else(|| corrupt("no version"))?;
+                let doc = docs.entry(doc_id.to_owned()).or_default();
+                if let Some(title) = points::string_field(&payload, fields::TITLE) {
+                    doc.title = title.to_owned();
+                }
+                if let Some(Value::Array(regions)) = payload.get(fields::REGIONS) {
+                    doc.regions.extend(regions.iter().filter_map(Value::as_str).map(str::to_owned));
+                }
+                let entry = doc.versions.entry(version.to_owned()).or_insert_with(|| VersionSummary {
+                    version: version.to_owned(),
+                    chunks: 0,
+                    current: false,
+                    content_sha256: points::string_field(&payload, fields::CONTENT_SHA256)
+                        .unwrap_or_default()
+                        .to_owned(),
+                });
+                entry.chunks += 1;
+                entry.current |= points::is_current(&payload);
+            }
+            match next {
+                Some(next) => offset = Some(next),
+                None => break,
+            }
+        }
+        Ok(docs
+            .into_iter()
+            .map(|(doc_id, doc)| DocumentSummary {
+                doc_id,
+                title: doc.title,
+                regions: doc.regions,
+                versions: doc.versions.into_values().collect(),
+            })
+            .collect())
+    }
+
+    fn search(&self, request: &SearchRequest) -> Result<Vec<SearchHit>, StoreError> {
+        let SearchRequest { dense, text, filter, mode, limit, prefetch_limit } = request;
+        if *limit == 0 {
+            return Err(StoreError::InvalidRequest { reason: "a search needs a limit of at least 1".into() });
+        }
+        let filter = filters::search_filter(filter)?;
+        let prefetch_limit = (*prefetch_limit).max(*limit);
+        let dense_leg = match mode {
+            SearchMode::Sparse => None,
+            SearchMode::Dense | SearchMode::Hybrid => {
+                points::check_dense(dense, self.dim, "query")?;
+                Some(nearest(DENSE_VECTOR, VectorInternal::Dense(dense.clone())))
+            }
+        };
+        // A query of stopwords only has no BM25 terms: the sparse leg then finds nothing.
+        let sparse_leg = match mode {
+            SearchMode::Dense => None,
+            SearchMode::Sparse | SearchMode::Hybrid => {
+                let sparse: SparseVector = self.bm25.embed_query(text);
+                (!sparse.indices.is_empty()).then(|| nearest(SPARSE_VECTOR, VectorInternal::Sparse(sparse)))
+            }
+        };
+        match (mode, dense_leg, sparse_leg) {
+            (SearchMode::Hybrid, Some(dense_leg), sparse_leg) => {
+                let dense_ids = self.leg_ids(&dense_leg, &filter, prefetch_limit)?;
+                let sparse_ids = match &sparse_leg {
+                    Some(leg) => self.leg_ids(leg, &filter, prefetch_limit)?,
+                    None => HashSet::new(),
+                };
+                let prefetches = [Some(dense_leg), sparse_leg]
+                    .into_iter()
+                    .flatten()
+                    .map(|leg| prefetch(leg, filter.clone(), prefetch_limit))
+                    .collect();
+                let fused = ScoringQuery::Fusion(Fusion::Rrf { k: RRF_K, weights: None });
+                let points = self.query(query_request(prefetches, fused, filter, *limit, true))?;
+                self.hits(points, |id| FoundBy {
+                    dense: dense_ids.contains(&id),
+                    sparse: sparse_ids.contains(&id),
+                })
+            }
+            (SearchMode::Dense, Some(leg), _) => {
+                let points = self.query(query_request(vec![], leg, filter, *limit, true))?;
+                self.hits(points, |_| FoundBy { dense: true, sparse: false })
+            }
+            (SearchMode::Sparse, _, Some(leg)) => {
+                let points = self.query(query_request(vec![], leg, filter, *limit, true))?;
+                self.hits(points, |_| FoundBy { dense: false, sparse: true })
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    fn health(&self) -> Result<StoreHealth, StoreError> {
+        let info = self.shard()?.info();
+        Ok(StoreHealth {
+            backend: EDGE,
+            points: info.points_count as u64,
+            detail: format!(
+                "{}: {} segments, {} indexed vectors",
+                self.dir.display(),
+                info.segments_count,
+                info.indexed_vectors_count
+            ),
+        })
+    }
+}
+
+impl Drop for EdgeStore {
+    /// `EdgeShard`'s own drop flushes and panics if that fails (its directory removed, disk full);
+    /// closing it under `guard` keeps such a failure from aborting a process that is already unwinding.
+    fn drop(&mut self) {
+        if let Some(shard) = self.shard.take()
+            && let Err(err) = guard("close the shard", move || drop(shard))
+        {
+            tracing::warn!(dir = %self.dir.display(), "{err}");
+        }
+    }
+}
+
+fn nearest(vector: &str, query: VectorInternal) -> ScoringQuery {
+    ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery { query, using: Some(vector.to_owned()) }))
+}
+
+fn prefetch(query: ScoringQuery, filter: Filter, limit: usize) -> Prefetch {
+    Prefetch {
+        prefetches: vec![],
+        query: Some(query),
+        limit,
+        params: None,
+        filter: Some(filter),
+        score_threshold: None,
+    }
+}
+
+fn query_request(
+    prefetches: Vec<Prefetch>,
+    query: ScoringQuery,
+    filter: Filter,
+    limit: usize,
+    with_payload: bool,
+) -> QueryRequest {
+    QueryRequest {
+        prefetches,
+        query: Some(query),
+        filter: Some(filter),
+        score_threshold: None,
+        limit,
+        offset: 0,
+        params: None,
+        with_vector: WithVector::Bool(false),
+        with_payload: WithPayloadInterface::Bool(with_payload),
+    }
+}
+
+/// Runs an engine call that may panic (qdrant-edge 0.7.2 `expect`s inside `flush` and may on
+/// damaged files while loading) and turns a panic into an error instead of taking the process down.
+fn guard<T>(operation: &'static str, call: impl FnOnce() -> T) -> Result<T, StoreError> {
+    catch_unwind(AssertUnwindSafe(call)).map_err(|panic| {
+        let reason = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "the engine panicked".to_owned());
+        StoreError::Backend { backend: EDGE, operation, reason }
+    })
+}
