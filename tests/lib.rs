@@ -4,6 +4,11 @@
 use rudder_core::Config;
 use rudder_server::{ConfigFlags, RunningServer};
 
+/// The repository root (the shipped bundles and corpus live there).
+pub fn workspace_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
 /// A running server and the temporary data directory it owns.
 #[derive(Debug)]
 pub struct TestServer {
@@ -21,7 +26,8 @@ impl TestServer {
             data_dir: Some(data_dir.path().to_owned()),
             ..ConfigFlags::default()
         };
-        let config = flags.load()?;
+        let mut config = flags.load()?;
+        config.prompts.bundles_dir = workspace_root().join("prompts/bundles");
         let server = RunningServer::start(&config).await?;
         Ok(Self { server, config, _data_dir: data_dir })
     }

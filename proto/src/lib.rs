@@ -2,6 +2,10 @@
 //! servers for IngestService, RetrievalService, GenerationService and PromptService, and the encoded
 //! descriptor set that server reflection serves.
 
+pub mod convert;
+
+pub use convert::status;
+
 /// `rudder.v1`: the generated messages, `*_client` and `*_server` modules.
 #[allow(clippy::all, missing_debug_implementations)]
 pub mod v1 {

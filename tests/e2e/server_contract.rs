@@ -2,7 +2,7 @@
 //! v1alpha listing the four rudder services, and UNIMPLEMENTED for services not built yet.
 
 use rudder_proto::v1::{
-    GetModelInfoRequest, ListBundlesRequest, ListDocumentsRequest, RetrieveRequest,
+    ListBundlesRequest, ListDocumentsRequest, RetrieveRequest, SubmitFeedbackRequest,
     generation_service_client::GenerationServiceClient, ingest_service_client::IngestServiceClient,
     prompt_service_client::PromptServiceClient, retrieval_service_client::RetrievalServiceClient,
 };
@@ -49,7 +49,7 @@ async fn services_not_built_yet_answer_unimplemented() -> anyhow::Result<()> {
         IngestServiceClient::new(channel.clone()).list_documents(ListDocumentsRequest::default()).await.err(),
         RetrievalServiceClient::new(channel.clone()).retrieve(RetrieveRequest::default()).await.err(),
         GenerationServiceClient::new(channel.clone())
-            .get_model_info(GetModelInfoRequest::default())
+            .submit_feedback(SubmitFeedbackRequest::default())
             .await
             .err(),
         PromptServiceClient::new(channel).list_bundles(ListBundlesRequest::default()).await.err(),

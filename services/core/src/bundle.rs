@@ -68,3 +68,14 @@ impl Bundle {
         format!("{}@{}", self.key, self.version)
     }
 }
+
+/// Resolves a region/brand to the bundle version that serves it (the seam between generation and the
+/// bundle registry).
+pub trait BundleRegistry: Send + Sync + std::fmt::Debug {
+    /// The active version of `key`, or exactly `version` when given. NOT_FOUND lists what exists.
+    fn resolve(
+        &self,
+        key: &BundleKey,
+        version: Option<u32>,
+    ) -> Result<std::sync::Arc<Bundle>, crate::ServiceError>;
+}

@@ -12,8 +12,35 @@ use std::{net::SocketAddr, path::PathBuf};
 pub struct Config {
     pub server: ServerConfig,
     pub models: ModelsConfig,
+    pub generation: GenerationConfig,
+    pub prompts: PromptsConfig,
     pub log: LogConfig,
     pub store: StoreConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenerationConfig {
+    /// A .gguf file or a Hugging Face directory; empty for the LLM in the models directory.
+    pub model: PathBuf,
+    pub serving_format: ServingFormatName,
+    pub queue_capacity: usize,
+    pub head_cache_mib: usize,
+}
+
+/// Which weights one-token decode steps use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServingFormatName {
+    F32,
+    Q8_0,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptsConfig {
+    /// Region bundles: `<dir>/<region>[/<brand>]/v<N>/bundle.toml`.
+    pub bundles_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

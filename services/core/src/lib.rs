@@ -11,11 +11,11 @@ pub mod passage;
 pub mod secret;
 pub mod store;
 
-pub use bundle::{Bundle, BundleKey, GenerationDefaults};
+pub use bundle::{Bundle, BundleKey, BundleRegistry, GenerationDefaults};
 pub use config::Config;
 pub use embedding::{EmbedError, Embedder, QueryEmbedding};
 pub use error::ServiceError;
 pub use models::{ModelFiles, ModelsError};
-pub use passage::{Citation, Passage};
+pub use passage::{Citation, NoRetrieval, Passage, PassageQuery, PassageSource};
 pub use secret::Secret;
 pub use store::{StoreError, VectorStore};

@@ -1,5 +1,10 @@
 //! What retrieval hands to generation and what answers cite: a policy passage with its provenance,
-//! and a citation resolving an answer's `[n]` marker to the passage it points at.
+//! a citation resolving an answer's `[n]` marker to the passage it points at, and the seam through
+//! which generation asks retrieval for passages (in process all-in-one, over gRPC in split mode).
+
+use std::{future::Future, pin::Pin};
+
+use crate::ServiceError;
 
 /// A passage of a policy document, as given to the model (numbered `[1]..[k]` in order).
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -72,6 +77,35 @@ pub fn cited(answer: &str, passages: &[Passage]) -> Vec<Citation> {
             }
         })
         .collect()
+}
+
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// What generation asks retrieval for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PassageQuery {
+    pub question: String,
+    /// The region whose documents may be used (the bundle's retrieval scope).
+    pub region: String,
+    pub brand: Option<String>,
+    pub top_k: u32,
+    pub tags: Vec<String>,
+    pub min_score: Option<f32>,
+}
+
+pub trait PassageSource: Send + Sync + std::fmt::Debug {
+    fn retrieve(&self, query: PassageQuery) -> BoxFuture<Result<Vec<Passage>, ServiceError>>;
+}
+
+/// Used when a server has no retrieval: every lookup is UNAVAILABLE, so requests either bring their
+/// own passages or allow answering without.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoRetrieval;
+
+impl PassageSource for NoRetrieval {
+    fn retrieve(&self, _query: PassageQuery) -> BoxFuture<Result<Vec<Passage>, ServiceError>> {
+        Box::pin(async { Err(ServiceError::Unavailable("retrieval is not available in this server".into())) })
+    }
 }
 
 #[cfg(test)]

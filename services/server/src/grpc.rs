@@ -4,9 +4,14 @@
 //! Services whose issue has not landed are served by [`NotYetImplemented`], whose methods are the
 //! generated defaults: every call answers UNIMPLEMENTED.
 
-use rudder_core::Config;
+use std::sync::Arc;
+
+use rudder_core::{Config, ModelFiles, NoRetrieval, config::ServingFormatName};
+use rudder_generation::{Engine, EngineConfig, GenerationServiceImpl};
+use rudder_llm::{LoadedModel, ServingFormat};
+use rudder_prompts::FileBundles;
 use rudder_proto::v1::{
-    generation_service_server::{GenerationService, GenerationServiceServer},
+    generation_service_server::GenerationServiceServer,
     ingest_service_server::{IngestService, IngestServiceServer},
     prompt_service_server::{PromptService, PromptServiceServer},
     retrieval_service_server::{RetrievalService, RetrievalServiceServer},
@@ -23,7 +28,6 @@ pub struct NotYetImplemented;
 
 impl IngestService for NotYetImplemented {}
 impl RetrievalService for NotYetImplemented {}
-impl GenerationService for NotYetImplemented {}
 impl PromptService for NotYetImplemented {}
 
 /// A server accepting connections on `addr` until [`RunningServer::shutdown`].
@@ -39,7 +43,8 @@ pub struct RunningServer {
 impl RunningServer {
     /// Checks the model files, creates the data directory, binds `server.listen` and starts serving.
     pub async fn start(config: &Config) -> anyhow::Result<Self> {
-        crate::preflight::quick(&config.models.dir)?;
+        let files = crate::preflight::quick(&config.models.dir)?;
+        let generation = generation_service(config, &files).await?;
         std::fs::create_dir_all(&config.server.data_dir).map_err(|err| {
             anyhow::anyhow!(
                 "cannot create data directory {} (server.data_dir): {err}",
@@ -68,7 +73,7 @@ impl RunningServer {
             .add_service(reflection().build_v1alpha()?)
             .add_service(IngestServiceServer::new(NotYetImplemented))
             .add_service(RetrievalServiceServer::new(NotYetImplemented))
-            .add_service(GenerationServiceServer::new(NotYetImplemented))
+            .add_service(GenerationServiceServer::new(generation))
             .add_service(PromptServiceServer::new(NotYetImplemented));
 
         let (stop, stopped) = oneshot::channel::<()>();
@@ -109,6 +114,42 @@ impl RunningServer {
         tracing::info!("rudder stopped");
         Ok(())
     }
+}
+
+/// Loads the frozen LLM onto its worker thread and the region bundles.
+async fn generation_service(config: &Config, files: &ModelFiles) -> anyhow::Result<GenerationServiceImpl> {
+    let model_path = if config.generation.model.as_os_str().is_empty() {
+        files.path(ModelFiles::LLM_GGUF)
+    } else {
+        config.generation.model.clone()
+    };
+    let format = match config.generation.serving_format {
+        ServingFormatName::F32 => ServingFormat::F32,
+        ServingFormatName::Q8_0 => ServingFormat::Q8_0,
+    };
+    let started = std::time::Instant::now();
+    let model = tokio::task::spawn_blocking(move || {
+        LoadedModel::load(&model_path, format).map_err(|err| (model_path, err))
+    })
+    .await?
+    .map_err(|(path, err)| {
+        anyhow::anyhow!("cannot load the LLM {} (generation.model): {err}", path.display())
+    })?;
+    tracing::info!(model = %model.name, fingerprint = %model.fingerprint, format = format.name(), elapsed_ms = started.elapsed().as_millis() as u64, "LLM loaded");
+    let engine = Engine::start(
+        model,
+        EngineConfig {
+            queue_capacity: config.generation.queue_capacity,
+            head_cache_bytes: config.generation.head_cache_mib << 20,
+        },
+    )?;
+    let bundles_dir = &config.prompts.bundles_dir;
+    let bundles = FileBundles::load(bundles_dir)
+        .map_err(|err| anyhow::anyhow!("cannot load bundles (prompts.bundles_dir): {err}"))?;
+    if bundles.keys().is_empty() {
+        tracing::warn!(dir = %bundles_dir.display(), "no region bundles found: every Generate answers NOT_FOUND");
+    }
+    Ok(GenerationServiceImpl::new(engine, Arc::new(bundles), Arc::new(NoRetrieval)))
 }
 
 /// Resolves when the process receives SIGINT (Ctrl-C) or SIGTERM.

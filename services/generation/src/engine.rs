@@ -1,0 +1,378 @@
+//! The model worker: one thread owns the frozen model and the head cache and serves generation jobs
+//! from a bounded queue, one at a time (two cores leave no room for running two decodes at once).
+//! Beyond the queue's capacity a job is refused at once (RESOURCE_EXHAUSTED) instead of waiting
+//! unboundedly. Each job carries its own event channel; when the receiver goes away (client
+//! cancelled, deadline passed) decoding stops before the next token.
+
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use candle_core::Tensor;
+use rudder_core::{Bundle, Passage};
+use rudder_llm::{ForwardOptions, KvCache, LoadedModel, LogitsAt, Message};
+use tokio::sync::mpsc;
+
+use crate::{
+    GenerationError,
+    fusion::{self, PromptParts},
+    head_cache::{HeadCache, HeadState},
+    sampler::{Sampler, SamplingParams},
+    steering::Steering,
+};
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Jobs that may wait for the worker; one more is refused.
+    pub queue_capacity: usize,
+    /// Memory bound of the head cache.
+    pub head_cache_bytes: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self { queue_capacity: 16, head_cache_bytes: 256 << 20 }
+    }
+}
+
+/// What the served model is (for GetModelInfo and bundle checks).
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    pub name: String,
+    pub fingerprint: String,
+    pub config: rudder_llm::LlamaConfig,
+    pub serving_format: &'static str,
+}
+
+/// One request for the worker.
+#[derive(Debug)]
+pub struct GenerationJob {
+    pub bundle: Arc<Bundle>,
+    pub passages: Vec<Passage>,
+    pub history: Vec<Message>,
+    pub question: String,
+    pub params: SamplingParams,
+    pub received_at: Instant,
+    pub events: mpsc::Sender<EngineEvent>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishReason {
+    EndOfText,
+    MaxTokens,
+    StopSequence,
+    ContextFull,
+}
+
+#[derive(Debug, Clone)]
+pub enum EngineEvent {
+    /// The prompt is prefilled; decoding starts.
+    Started {
+        passages: Vec<Passage>,
+        passages_dropped: usize,
+        prompt_tokens: usize,
+        cached_prompt_tokens: usize,
+    },
+    Delta(String),
+    Finished {
+        answer: String,
+        output_tokens: usize,
+        time_to_first_token: Duration,
+        decode_tokens_per_second: f32,
+        finish_reason: FinishReason,
+    },
+    Failed(Arc<GenerationError>),
+}
+
+/// Handle to the worker thread.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    jobs: mpsc::Sender<GenerationJob>,
+    info: Arc<ModelInfo>,
+    capacity: usize,
+}
+
+impl Engine {
+    /// Moves `model` onto a new worker thread.
+    pub fn start(model: LoadedModel, config: EngineConfig) -> Result<Self, GenerationError> {
+        let info = Arc::new(ModelInfo {
+            name: model.name.clone(),
+            fingerprint: model.fingerprint.clone(),
+            config: model.model.config().clone(),
+            serving_format: model.format.name(),
+        });
+        let (jobs, queue) = mpsc::channel(config.queue_capacity.max(1));
+        let worker =
+            Worker { model, heads: HeadCache::new(config.head_cache_bytes), steering: HashMap::new() };
+        std::thread::Builder::new()
+            .name("rudder-model".into())
+            .spawn(move || worker.run(queue))
+            .map_err(|err| GenerationError::Internal(format!("cannot start the model thread: {err}")))?;
+        Ok(Self { jobs, info, capacity: config.queue_capacity })
+    }
+
+    /// Queues a job, or refuses it at once when the queue is full.
+    pub fn submit(&self, job: GenerationJob) -> Result<(), GenerationError> {
+        self.jobs.try_send(job).map_err(|err| match err {
+            mpsc::error::TrySendError::Full(_) => GenerationError::QueueFull { capacity: self.capacity },
+            mpsc::error::TrySendError::Closed(_) => GenerationError::WorkerGone,
+        })
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+}
+
+struct Worker {
+    model: LoadedModel,
+    heads: HeadCache,
+    /// Loaded steering per bundle id@version (versions are immutable).
+    steering: HashMap<String, Arc<Steering>>,
+}
+
+impl Worker {
+    fn run(mut self, mut queue: mpsc::Receiver<GenerationJob>) {
+        while let Some(job) = queue.blocking_recv() {
+            let events = job.events.clone();
+            if events.is_closed() {
+                continue; // the client left while the job waited
+            }
+            if let Err(err) = self.generate(job) {
+                tracing::warn!(error = %err, "generation failed");
+                let _ = events.blocking_send(EngineEvent::Failed(Arc::new(err)));
+            }
+        }
+    }
+
+    fn steering_for(&mut self, bundle: &Bundle) -> Result<Arc<Steering>, GenerationError> {
+        if let Some(steering) = self.steering.get(&bundle.id()) {
+            return Ok(Arc::clone(steering));
+        }
+        let steering = Arc::new(Steering::load(bundle, &self.model)?);
+        self.steering.insert(bundle.id(), Arc::clone(&steering));
+        Ok(steering)
+    }
+
+    fn generate(&mut self, job: GenerationJob) -> Result<(), GenerationError> {
+        let steering = self.steering_for(&job.bundle)?;
+        let config = self.model.model.config().clone();
+        let budget = config
+            .max_position
+            .saturating_sub(steering.virtual_positions())
+            .saturating_sub(job.params.max_tokens as usize);
+        let parts = PromptParts {
+            system_text: &job.bundle.system_text,
+            passages: &job.passages,
+            history: &job.history,
+            question: &job.question,
+        };
+        let plan = fusion::plan(&self.model, parts, budget)?;
+
+        let model = &self.model;
+        let (head, cached) = self
+            .heads
+            .get_or_compute(&job.bundle.id(), &plan.head, || compute_head(model, &steering, &plan.head))?;
+        let mut cache = head.cache.clone();
+        let tail = self.model.model.embed(&ids(&plan.tail)?)?;
+        let logits = self.model.model.forward(&tail, &mut cache, ForwardOptions::SERVE_LAST)?;
+        let started = EngineEvent::Started {
+            passages: plan.passages,
+            passages_dropped: plan.passages_dropped,
+            prompt_tokens: steering.virtual_positions() + plan.head.len() + plan.tail.len(),
+            cached_prompt_tokens: if cached { steering.virtual_positions() + plan.head.len() } else { 0 },
+        };
+        if job.events.blocking_send(started).is_err() {
+            return Ok(());
+        }
+        self.decode(job, cache, logits)
+    }
+
+    fn decode(&self, job: GenerationJob, mut cache: KvCache, logits: Tensor) -> Result<(), GenerationError> {
+        let model = &self.model;
+        let max_position = model.model.config().max_position;
+        let mut sampler = Sampler::new(job.params.clone());
+        let mut logits: Vec<f32> = logits.squeeze(0)?.to_vec1()?;
+        let mut generated: Vec<u32> = Vec::new();
+        let mut text = TextStream::new(&job.params.stop);
+        let mut first_token_at = None;
+        let decode_started = Instant::now();
+        let finish_reason = loop {
+            if generated.len() >= job.params.max_tokens as usize {
+                break FinishReason::MaxTokens;
+            }
+            if cache.len() >= max_position {
+                break FinishReason::ContextFull;
+            }
+            let next = sampler.next(&mut logits, &generated);
+            if model.tokenizer.is_stop(next) {
+                break FinishReason::EndOfText;
+            }
+            generated.push(next);
+            let (delta, stopped) = text.push(&model.tokenizer.decode(&generated)?);
+            if !delta.is_empty() {
+                first_token_at.get_or_insert_with(Instant::now);
+                if job.events.blocking_send(EngineEvent::Delta(delta)).is_err() {
+                    return Ok(()); // cancelled: stop within one token
+                }
+            }
+            if stopped {
+                break FinishReason::StopSequence;
+            }
+            if job.events.is_closed() {
+                return Ok(());
+            }
+            let step = model.model.embed(&ids(&[next])?)?;
+            logits =
+                model.model.forward(&step, &mut cache, ForwardOptions::SERVE_LAST)?.squeeze(0)?.to_vec1()?;
+        };
+        if let Some(rest) = text.finish() {
+            first_token_at.get_or_insert_with(Instant::now);
+            if job.events.blocking_send(EngineEvent::Delta(rest)).is_err() {
+                return Ok(());
+            }
+        }
+        let elapsed = decode_started.elapsed().as_secs_f32();
+        let finished = EngineEvent::Finished {
+            answer: text.emitted,
+            output_tokens: generated.len(),
+            time_to_first_token: first_token_at.unwrap_or_else(Instant::now).duration_since(job.received_at),
+            decode_tokens_per_second: if elapsed > 0.0 { generated.len() as f32 / elapsed } else { 0.0 },
+            finish_reason,
+        };
+        let _ = job.events.blocking_send(finished);
+        Ok(())
+    }
+}
+
+/// The KV after prefix + soft prompt + head text.
+fn compute_head(
+    model: &LoadedModel,
+    steering: &Steering,
+    head: &[u32],
+) -> Result<HeadState, GenerationError> {
+    let config = model.model.config();
+    let mut cache = steering.start_cache(config.num_layers)?;
+    let text = model.model.embed(&ids(head)?)?;
+    let embeds = match &steering.soft_prompt {
+        Some(soft) => Tensor::cat(&[&soft.unsqueeze(0)?, &text], 1)?,
+        None => text,
+    };
+    model.model.forward(
+        &embeds,
+        &mut cache,
+        ForwardOptions { logits: LogitsAt::None, differentiable: false },
+    )?;
+    Ok(HeadState { cache, head_tokens: head.to_vec() })
+}
+
+fn ids(tokens: &[u32]) -> Result<Tensor, GenerationError> {
+    Ok(Tensor::new(tokens, &candle_core::Device::Cpu)?.unsqueeze(0)?)
+}
+
+/// Turns the decoded answer-so-far into deltas: holds back an incomplete UTF-8 character and any
+/// tail that could be the start of a stop sequence, and cuts the answer at a stop sequence.
+#[derive(Debug)]
+pub(crate) struct TextStream {
+    stops: Vec<String>,
+    pub(crate) emitted: String,
+    pending: String,
+}
+
+impl TextStream {
+    pub(crate) fn new(stops: &[String]) -> Self {
+        Self { stops: stops.to_vec(), emitted: String::new(), pending: String::new() }
+    }
+
+    /// Given the whole decoded answer so far, the new text safe to emit, and whether a stop matched.
+    pub(crate) fn push(&mut self, decoded: &str) -> (String, bool) {
+        if decoded.ends_with('\u{FFFD}') || !decoded.starts_with(&self.emitted) {
+            return (String::new(), false); // mid-character: wait for the next token
+        }
+        self.pending = decoded[self.emitted.len()..].to_owned();
+        let unsent = self.pending.clone();
+        let whole = format!("{}{unsent}", self.emitted);
+        if let Some(cut) = self.stops.iter().filter_map(|stop| whole.find(stop.as_str())).min() {
+            let delta = whole[self.emitted.len().min(cut)..cut].to_owned();
+            self.emitted = whole[..cut].to_owned();
+            self.pending.clear();
+            return (delta, true);
+        }
+        let hold = self.stops.iter().map(|stop| longest_suffix_prefix(&whole, stop)).max().unwrap_or(0);
+        let safe_end = floor_char_boundary(&whole, whole.len() - hold).max(self.emitted.len());
+        let delta = whole[self.emitted.len()..safe_end].to_owned();
+        self.emitted.push_str(&delta);
+        self.pending = whole[safe_end..].to_owned();
+        (delta, false)
+    }
+
+    /// Text held back for a stop sequence that never came.
+    pub(crate) fn finish(&mut self) -> Option<String> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        let rest = std::mem::take(&mut self.pending);
+        self.emitted.push_str(&rest);
+        Some(rest)
+    }
+}
+
+/// Length of the longest proper prefix of `stop` that `text` ends with.
+fn longest_suffix_prefix(text: &str, stop: &str) -> usize {
+    (1..stop.len()).rev().find(|&n| stop.is_char_boundary(n) && text.ends_with(&stop[..n])).unwrap_or(0)
+}
+
+fn floor_char_boundary(text: &str, mut index: usize) -> usize {
+    while !text.is_char_boundary(index) {
+        index -= 1;
+    }
+    index
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TextStream;
+
+    fn run(stops: &[&str], steps: &[&str]) -> (Vec<String>, bool, String) {
+        let mut stream = TextStream::new(&stops.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let mut deltas = Vec::new();
+        for step in steps {
+            let (delta, stopped) = stream.push(step);
+            deltas.push(delta);
+            if stopped {
+                return (deltas, true, stream.emitted);
+            }
+        }
+        if let Some(rest) = stream.finish() {
+            deltas.push(rest);
+        }
+        (deltas, false, stream.emitted)
+    }
+
+    #[test]
+    fn a_stop_sequence_cuts_the_answer_and_is_never_emitted() {
+        let (deltas, stopped, answer) =
+            run(&["\nQ:"], &["Yes", "Yes.\n", "Yes.\nQ", "Yes.\nQ:", "Yes.\nQ: more"]);
+        assert!(stopped);
+        assert_eq!(answer, "Yes.");
+        assert_eq!(deltas.concat(), "Yes.");
+    }
+
+    #[test]
+    fn held_back_text_is_released_when_no_stop_follows() {
+        let (deltas, stopped, answer) = run(&["END"], &["it is E", "it is EN", "it is ENOUGH"]);
+        assert!(!stopped);
+        assert_eq!(answer, "it is ENOUGH");
+        assert_eq!(deltas.concat(), "it is ENOUGH");
+        assert_eq!(deltas[0], "it is ", "the possible start of END waits");
+    }
+
+    #[test]
+    fn an_incomplete_character_is_held_back() {
+        let (deltas, _, answer) = run(&[], &["caf\u{FFFD}", "café"]);
+        assert_eq!(deltas, ["", "café"]);
+        assert_eq!(answer, "café");
+    }
+}

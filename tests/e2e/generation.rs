@@ -1,0 +1,170 @@
+//! GenerationService over real gRPC with the real SmolLM2 weights and the shipped region bundles.
+
+use rudder_proto::v1::{
+    self, GenerateRequest, GetModelInfoRequest, SamplingParams, generate_event::Event,
+    generation_service_client::GenerationServiceClient,
+};
+use rudder_tests::TestServer;
+use tonic::Code;
+
+fn passage(doc_id: &str, title: &str, section: &str, text: &str) -> v1::Passage {
+    v1::Passage {
+        document: Some(v1::DocumentRef { doc_id: doc_id.into(), version: "2026-01".into() }),
+        title: title.into(),
+        heading_path: vec![section.into()],
+        text: text.into(),
+        regions: vec!["uk".into()],
+        ..Default::default()
+    }
+}
+
+fn uk_question(max_tokens: u32) -> GenerateRequest {
+    GenerateRequest {
+        question: "How long do I have to return an item?".into(),
+        region: "uk".into(),
+        passages: vec![
+            passage(
+                "returns-uk",
+                "Returns Policy (UK)",
+                "Return window",
+                "You may return most items within 28 days of delivery for a full refund to the original payment method.",
+            ),
+            passage(
+                "shipping-uk",
+                "Shipping (UK)",
+                "Carriers",
+                "Orders ship with Royal Mail or DPD. Standard delivery costs £3.95.",
+            ),
+        ],
+        sampling: Some(SamplingParams { max_tokens: Some(max_tokens), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_streamed_answer_starts_with_its_passages_and_ends_with_citations_and_stats() -> anyhow::Result<()>
+{
+    let server = TestServer::start().await?;
+    let mut client = GenerationServiceClient::new(server.channel().await?);
+    let mut cached = Vec::new();
+    for _ in 0..2 {
+        let mut stream = client.generate(uk_question(24)).await?.into_inner();
+        let mut events = Vec::new();
+        while let Some(event) = stream.message().await? {
+            events.push(event.event.ok_or_else(|| anyhow::anyhow!("empty event"))?);
+        }
+        let Some(Event::Started(started)) = events.first() else {
+            anyhow::bail!("first event is not Started: {events:?}")
+        };
+        assert!(!started.request_id.is_empty());
+        assert_eq!(started.passages.len(), 2, "both passages fit");
+        assert_eq!(started.bundle.as_ref().map(|b| (b.region.as_str(), b.version)), Some(("uk", 1)));
+        let answer: String = events
+            .iter()
+            .filter_map(|e| if let Event::Delta(d) = e { Some(d.text.as_str()) } else { None })
+            .collect();
+        assert!(!answer.trim().is_empty());
+        let n = events.len();
+        assert!(matches!(events[n - 2], Event::Citations(_)), "citations come second to last");
+        let Event::Stats(stats) = &events[n - 1] else { anyhow::bail!("last event is not Stats") };
+        assert!(stats.output_tokens > 0 && stats.output_tokens <= 24);
+        assert!(stats.prompt_tokens > stats.output_tokens);
+        assert_ne!(stats.finish_reason, v1::FinishReason::Unspecified as i32);
+        assert_eq!(stats.request_id, started.request_id);
+        cached.push(stats.cached_prompt_tokens);
+    }
+    assert_eq!(cached[0], 0, "the first request computes the head");
+    assert!(cached[1] > 0, "the second request reuses the bundle's head cache");
+    server.server.shutdown().await
+}
+
+#[tokio::test]
+async fn generate_once_answers_greedily_and_deterministically() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let mut client = GenerationServiceClient::new(server.channel().await?);
+    let first = client.generate_once(uk_question(20)).await?.into_inner();
+    let second = client.generate_once(uk_question(20)).await?.into_inner();
+    assert!(!first.answer.is_empty());
+    assert_eq!(first.answer, second.answer, "greedy decoding is deterministic");
+    assert_ne!(first.request_id, second.request_id);
+    assert_eq!(first.passages.len(), 2);
+    let info = client.get_model_info(GetModelInfoRequest {}).await?.into_inner();
+    assert!(info.fingerprint.starts_with("llama:"), "{}", info.fingerprint);
+    assert_eq!((info.num_layers, info.hidden_size, info.serving_format.as_str()), (30, 576, "q8_0"));
+    server.server.shutdown().await
+}
+
+#[tokio::test]
+async fn bad_requests_name_the_field_and_get_the_right_status() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let mut client = GenerationServiceClient::new(server.channel().await?);
+    let sampling = |s: SamplingParams| GenerateRequest { sampling: Some(s), ..uk_question(8) };
+    let cases = [
+        (GenerateRequest { question: "   ".into(), ..uk_question(8) }, Code::InvalidArgument, "question"),
+        (GenerateRequest { question: "x".repeat(5000), ..uk_question(8) }, Code::InvalidArgument, "question"),
+        (GenerateRequest { region: "fr".into(), ..uk_question(8) }, Code::NotFound, "eu, uk, us"),
+        (GenerateRequest { bundle_version: Some(7), ..uk_question(8) }, Code::NotFound, "uk@1"),
+        (
+            sampling(SamplingParams { max_tokens: Some(0), ..Default::default() }),
+            Code::InvalidArgument,
+            "sampling.max_tokens",
+        ),
+        (
+            sampling(SamplingParams { max_tokens: Some(100_000), ..Default::default() }),
+            Code::InvalidArgument,
+            "sampling.max_tokens",
+        ),
+        (
+            sampling(SamplingParams { temperature: Some(-0.5), ..Default::default() }),
+            Code::InvalidArgument,
+            "sampling.temperature",
+        ),
+        (
+            sampling(SamplingParams { top_p: Some(0.0), ..Default::default() }),
+            Code::InvalidArgument,
+            "sampling.top_p",
+        ),
+        (
+            sampling(SamplingParams { top_p: Some(1.5), ..Default::default() }),
+            Code::InvalidArgument,
+            "sampling.top_p",
+        ),
+        (
+            sampling(SamplingParams { stop: vec!["x".into(); 9], ..Default::default() }),
+            Code::InvalidArgument,
+            "sampling.stop",
+        ),
+        // No passages and no retrieval in this server: UNAVAILABLE unless answering without is allowed.
+        (GenerateRequest { passages: vec![], ..uk_question(8) }, Code::Unavailable, "retrieval"),
+    ];
+    for (request, code, needle) in cases {
+        let err = client.generate_once(request).await.expect_err("must be refused");
+        assert_eq!(err.code(), code, "{needle}: {err:?}");
+        assert!(err.message().contains(needle), "{needle} not in {:?}", err.message());
+    }
+    let allowed = GenerateRequest { passages: vec![], allow_without_passages: true, ..uk_question(8) };
+    let answer = client.generate_once(allowed).await?.into_inner();
+    assert!(answer.stats.is_some_and(|s| s.retrieval_skipped));
+    server.server.shutdown().await
+}
+
+#[tokio::test]
+async fn a_client_that_hangs_up_mid_stream_frees_the_worker() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let mut client = GenerationServiceClient::new(server.channel().await?);
+    let mut stream = client.generate(uk_question(400)).await?.into_inner();
+    // Wait for the first token, then hang up.
+    while let Some(event) = stream.message().await? {
+        if matches!(event.event, Some(Event::Delta(_))) {
+            break;
+        }
+    }
+    drop(stream);
+    // The worker serves one request at a time: this one only finishes if the abandoned one stopped.
+    let started = std::time::Instant::now();
+    let next = tokio::time::timeout(std::time::Duration::from_secs(60), client.generate_once(uk_question(8)))
+        .await??;
+    assert!(next.into_inner().stats.is_some_and(|s| s.output_tokens > 0));
+    eprintln!("next request served {:?} after the hang-up", started.elapsed());
+    server.server.shutdown().await
+}
