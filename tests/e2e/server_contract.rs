@@ -2,9 +2,9 @@
 //! v1alpha listing the four rudder services, and UNIMPLEMENTED for services not built yet.
 
 use rudder_proto::v1::{
-    ListBundlesRequest, ListDocumentsRequest, RetrieveRequest, SubmitFeedbackRequest,
+    ListBundlesRequest, ListDocumentsRequest, SubmitFeedbackRequest,
     generation_service_client::GenerationServiceClient, ingest_service_client::IngestServiceClient,
-    prompt_service_client::PromptServiceClient, retrieval_service_client::RetrievalServiceClient,
+    prompt_service_client::PromptServiceClient,
 };
 use rudder_server::status;
 use rudder_tests::TestServer;
@@ -47,7 +47,6 @@ async fn services_not_built_yet_answer_unimplemented() -> anyhow::Result<()> {
     let channel = server.channel().await?;
     let codes = [
         IngestServiceClient::new(channel.clone()).list_documents(ListDocumentsRequest::default()).await.err(),
-        RetrievalServiceClient::new(channel.clone()).retrieve(RetrieveRequest::default()).await.err(),
         GenerationServiceClient::new(channel.clone())
             .submit_feedback(SubmitFeedbackRequest::default())
             .await
@@ -55,7 +54,7 @@ async fn services_not_built_yet_answer_unimplemented() -> anyhow::Result<()> {
         PromptServiceClient::new(channel).list_bundles(ListBundlesRequest::default()).await.err(),
     ]
     .map(|status| status.map(|s| s.code()));
-    assert_eq!(codes, [Some(tonic::Code::Unimplemented); 4]);
+    assert_eq!(codes, [Some(tonic::Code::Unimplemented); 3]);
     server.server.shutdown().await
 }
 

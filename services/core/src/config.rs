@@ -82,6 +82,8 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     pub backend: StoreBackend,
+    /// Regions documents may name and questions may ask about.
+    pub regions: Vec<String>,
     pub qdrant: QdrantConfig,
 }
 

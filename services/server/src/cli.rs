@@ -37,6 +37,18 @@ pub enum Command {
     /// Model-file commands.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Benchmarks (figures go into BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Decode/prefill speed, time to first token with and without the head cache, bandwidth bound, RSS.
+    Generate {
+        #[command(flatten)]
+        config: ConfigFlags,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -67,6 +79,10 @@ impl Cli {
                 Ok(())
             }
             Command::Models(ModelsCommand::Verify { config }) => verify_models(&config),
+            Command::Bench(BenchCommand::Generate { config }) => {
+                let config = config.load()?;
+                crate::bench::generate(&preflight::quick(&config.models.dir)?)
+            }
         }
     }
 }

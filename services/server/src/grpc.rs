@@ -6,7 +6,11 @@
 
 use std::sync::Arc;
 
-use rudder_core::{Config, ModelFiles, NoRetrieval, config::ServingFormatName};
+use rudder_core::{
+    Config, Embedder, ModelFiles, PassageSource, VectorStore,
+    config::{ServingFormatName, StoreBackend},
+};
+use rudder_embed::{FastembedEmbedder, FastembedOptions};
 use rudder_generation::{Engine, EngineConfig, GenerationServiceImpl};
 use rudder_llm::{LoadedModel, ServingFormat};
 use rudder_prompts::FileBundles;
@@ -14,8 +18,10 @@ use rudder_proto::v1::{
     generation_service_server::GenerationServiceServer,
     ingest_service_server::{IngestService, IngestServiceServer},
     prompt_service_server::{PromptService, PromptServiceServer},
-    retrieval_service_server::{RetrievalService, RetrievalServiceServer},
+    retrieval_service_server::RetrievalServiceServer,
 };
+use rudder_retrieval::{RetrievalServiceImpl, Retriever};
+use rudder_store::EdgeStore;
 use std::{net::SocketAddr, time::Duration};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tokio_stream::wrappers::TcpListenerStream;
@@ -27,7 +33,6 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 pub struct NotYetImplemented;
 
 impl IngestService for NotYetImplemented {}
-impl RetrievalService for NotYetImplemented {}
 impl PromptService for NotYetImplemented {}
 
 /// A server accepting connections on `addr` until [`RunningServer::shutdown`].
@@ -37,6 +42,7 @@ pub struct RunningServer {
     health: HealthReporter,
     stop: oneshot::Sender<()>,
     serving: JoinHandle<Result<(), tonic::transport::Error>>,
+    store: Arc<dyn VectorStore>,
     grace: Duration,
 }
 
@@ -44,7 +50,10 @@ impl RunningServer {
     /// Checks the model files, creates the data directory, binds `server.listen` and starts serving.
     pub async fn start(config: &Config) -> anyhow::Result<Self> {
         let files = crate::preflight::quick(&config.models.dir)?;
-        let generation = generation_service(config, &files).await?;
+        let (store, embedder) = open_store(config, &files).await?;
+        let retriever =
+            Retriever::new(Arc::clone(&store), Arc::clone(&embedder), config.store.regions.clone());
+        let generation = generation_service(config, &files, Arc::new(retriever.clone())).await?;
         std::fs::create_dir_all(&config.server.data_dir).map_err(|err| {
             anyhow::anyhow!(
                 "cannot create data directory {} (server.data_dir): {err}",
@@ -72,7 +81,7 @@ impl RunningServer {
             .add_service(reflection().build_v1()?)
             .add_service(reflection().build_v1alpha()?)
             .add_service(IngestServiceServer::new(NotYetImplemented))
-            .add_service(RetrievalServiceServer::new(NotYetImplemented))
+            .add_service(RetrievalServiceServer::new(RetrievalServiceImpl::new(retriever)))
             .add_service(GenerationServiceServer::new(generation))
             .add_service(PromptServiceServer::new(NotYetImplemented));
 
@@ -88,6 +97,7 @@ impl RunningServer {
             health,
             stop,
             serving,
+            store,
             grace: Duration::from_secs(config.server.shutdown_grace_secs),
         })
     }
@@ -111,13 +121,43 @@ impl RunningServer {
                 "in-flight requests outlived the grace period"
             ),
         }
+        let store = Arc::clone(&self.store);
+        tokio::task::spawn_blocking(move || store.flush()).await??;
         tracing::info!("rudder stopped");
         Ok(())
     }
 }
 
 /// Loads the frozen LLM onto its worker thread and the region bundles.
-async fn generation_service(config: &Config, files: &ModelFiles) -> anyhow::Result<GenerationServiceImpl> {
+/// The embedder and the vector store (embedded qdrant-edge under the data directory).
+async fn open_store(
+    config: &Config,
+    files: &ModelFiles,
+) -> anyhow::Result<(Arc<dyn VectorStore>, Arc<dyn Embedder>)> {
+    let files = files.clone();
+    let embedder =
+        tokio::task::spawn_blocking(move || FastembedEmbedder::load(&files, FastembedOptions::default()))
+            .await?
+            .map_err(|err| anyhow::anyhow!("cannot load the embedding model: {err}"))?;
+    let dim = embedder.dim();
+    let dir = config.server.data_dir.join("qdrant");
+    let store = match config.store.backend {
+        StoreBackend::Edge => tokio::task::spawn_blocking(move || EdgeStore::open(&dir, dim))
+            .await?
+            .map_err(|err| anyhow::anyhow!("cannot open the embedded store (server.data_dir): {err}"))?,
+        StoreBackend::Qdrant => anyhow::bail!(
+            "store.backend = \"qdrant\" (a Qdrant server) is not built yet; use \"edge\", the embedded engine"
+        ),
+    };
+    store.ensure_collection()?;
+    Ok((Arc::new(store), Arc::new(embedder)))
+}
+
+async fn generation_service(
+    config: &Config,
+    files: &ModelFiles,
+    retrieval: Arc<dyn PassageSource>,
+) -> anyhow::Result<GenerationServiceImpl> {
     let model_path = if config.generation.model.as_os_str().is_empty() {
         files.path(ModelFiles::LLM_GGUF)
     } else {
@@ -149,7 +189,7 @@ async fn generation_service(config: &Config, files: &ModelFiles) -> anyhow::Resu
     if bundles.keys().is_empty() {
         tracing::warn!(dir = %bundles_dir.display(), "no region bundles found: every Generate answers NOT_FOUND");
     }
-    Ok(GenerationServiceImpl::new(engine, Arc::new(bundles), Arc::new(NoRetrieval)))
+    Ok(GenerationServiceImpl::new(engine, Arc::new(bundles), retrieval))
 }
 
 /// Resolves when the process receives SIGINT (Ctrl-C) or SIGTERM.

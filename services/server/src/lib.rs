@@ -1,6 +1,7 @@
 //! rudder-server: the `rudder` binary's library — CLI, layered configuration, the all-in-one gRPC
 //! server, and client-side commands. End-to-end tests start [`RunningServer`] in-process.
 
+pub mod bench;
 pub mod cli;
 pub mod grpc;
 pub mod layered_config;
