@@ -200,6 +200,10 @@ pub trait VectorStore: Send + Sync + fmt::Debug {
     /// Every stored document with its versions, sorted by doc_id.
     fn list_documents(&self) -> Result<Vec<DocumentSummary>, StoreError>;
 
+    /// The payloads of one version of a document, in chunk order; empty if that version is not
+    /// stored. What `GetDocument` shows and where a document's full metadata is read back from.
+    fn document_chunks(&self, doc_id: &str, version: &str) -> Result<Vec<ChunkPayload>, StoreError>;
+
     /// Best `limit` chunks for the query inside the filter, best first.
     fn search(&self, request: &SearchRequest) -> Result<Vec<SearchHit>, StoreError>;
 

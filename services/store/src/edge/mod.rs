@@ -21,8 +21,8 @@ use qdrant_edge::{
 use rudder_core::{
     StoreError, VectorStore,
     store::{
-        ChunkPoint, DocumentSummary, FoundBy, SearchHit, SearchMode, SearchRequest, StoreHealth,
-        VersionSummary,
+        ChunkPayload, ChunkPoint, DocumentSummary, FoundBy, SearchHit, SearchMode, SearchRequest,
+        StoreHealth, VersionSummary,
     },
 };
 use serde_json::{Map, Value};
@@ -341,6 +341,34 @@ impl VectorStore for EdgeStore {
                 versions: doc.versions.into_values().collect(),
             })
             .collect())
+    }
+
+    fn document_chunks(&self, doc_id: &str, version: &str) -> Result<Vec<ChunkPayload>, StoreError> {
+        let filter = filters::document_version(doc_id, version)?;
+        let mut chunks = Vec::new();
+        let mut offset = None;
+        loop {
+            let (records, next) = self
+                .shard()?
+                .scroll(ScrollRequest {
+                    offset,
+                    limit: Some(SCROLL_PAGE),
+                    filter: Some(filter.clone()),
+                    with_payload: Some(WithPayloadInterface::Bool(true)),
+                    with_vector: WithVector::Bool(false),
+                    order_by: None,
+                })
+                .map_err(points::backend("read a document's chunks"))?;
+            for record in records {
+                chunks.push(points::chunk_payload(record.id, record.payload)?);
+            }
+            match next {
+                Some(next) => offset = Some(next),
+                None => break,
+            }
+        }
+        chunks.sort_by_key(|chunk| chunk.chunk_index);
+        Ok(chunks)
     }
 
     fn search(&self, request: &SearchRequest) -> Result<Vec<SearchHit>, StoreError> {

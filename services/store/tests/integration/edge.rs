@@ -139,6 +139,17 @@ fn deleting_a_document_removes_all_its_chunks() {
 }
 
 #[test]
+fn a_documents_chunks_come_back_in_order_for_one_version_only() {
+    let (_dir, store) = loaded_store();
+    let doc = CORPUS.iter().find(|d| d.doc_id == "returns-uk").unwrap();
+    let stored = store.document_chunks(doc.doc_id, doc.version).unwrap();
+    let expected: Vec<_> = chunks(doc, true).into_iter().map(|c| c.payload).collect();
+    assert_eq!(stored, expected);
+    assert!(store.document_chunks(doc.doc_id, "another-version").unwrap().is_empty());
+    assert!(store.document_chunks("no-such-doc", doc.version).unwrap().is_empty());
+}
+
+#[test]
 fn listing_documents_gives_versions_chunk_counts_and_regions() {
     let (_dir, store) = loaded_store();
     let docs = store.list_documents().unwrap();

@@ -1,0 +1,23 @@
+//! rudder-ingest: policy documents into the vector store. Loaders read Markdown, plain text, HTML and
+//! PDF into headings and paragraphs ([`loaders`]); metadata comes from the request, front matter or a
+//! sidecar file ([`metadata`]); the chunker cuts heading-aware passages bounded in the embedding
+//! model's tokens ([`chunker`]); the pipeline embeds them and switches versions over safely
+//! ([`pipeline`]); [`catalog`] reads back what is stored; [`service`] is the gRPC `IngestService`;
+//! [`client`] is the uploading side that `rudder ingest` uses.
+
+pub mod catalog;
+pub mod chunker;
+pub mod client;
+pub mod error;
+pub mod loaders;
+pub mod metadata;
+pub mod pipeline;
+pub mod service;
+mod upload;
+
+pub use chunker::ChunkerOptions;
+pub use error::IngestError;
+pub use pipeline::{
+    DocumentReport, IngestLimits, IngestOptions, Ingested, Outcome, Pipeline, SourceDocument,
+};
+pub use service::IngestServiceImpl;

@@ -1,0 +1,162 @@
+//! HTML: the page's readable content. Navigation, headers, footers, scripts, styles and forms are
+//! dropped; headings, paragraphs, list items (numbered in ordered lists) and table rows are kept.
+//! html5ever (through scraper) parses like a browser, so broken markup still yields text.
+
+use super::{Block, LoadedDocument, collapse_whitespace};
+use scraper::{ElementRef, Html, Node, Selector};
+
+/// Elements whose content is page furniture or code, not policy text.
+const SKIPPED: &[&str] = &[
+    "head", "nav", "header", "footer", "script", "style", "noscript", "template", "form", "button", "svg",
+    "iframe", "aside", "select",
+];
+
+/// Elements that end the text before them and start a block of their own.
+const BLOCKS: &[&str] = &[
+    "address",
+    "article",
+    "blockquote",
+    "body",
+    "dd",
+    "details",
+    "dialog",
+    "div",
+    "dl",
+    "dt",
+    "fieldset",
+    "figcaption",
+    "figure",
+    "html",
+    "main",
+    "p",
+    "pre",
+    "section",
+    "summary",
+    "table",
+    "tbody",
+    "thead",
+    "tfoot",
+    "caption",
+    "hr",
+];
+
+pub(super) fn load(text: &str) -> LoadedDocument {
+    let page = Html::parse_document(text);
+    let title_hint = Selector::parse("title")
+        .ok()
+        .and_then(|selector| page.select(&selector).next())
+        .map(|title| collapse_whitespace(&title.text().collect::<String>()))
+        .filter(|title| !title.is_empty());
+    let mut walker = Walker::default();
+    walker.element(page.root_element());
+    walker.flush();
+    // The first <h1> is the document's own title; <title> often carries the site name as well.
+    let h1 = walker.blocks.iter().find_map(|block| match block {
+        Block::Heading { level: 1, text } => Some(text.clone()),
+        _ => None,
+    });
+    LoadedDocument { blocks: walker.blocks, front_matter: None, title_hint: h1.or(title_hint) }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Paragraph,
+    Heading(u8),
+    Item,
+    Row,
+}
+
+#[derive(Debug, Default)]
+struct Walker {
+    blocks: Vec<Block>,
+    buf: String,
+    /// The block kind of each open block element; text belongs to the innermost.
+    kinds: Vec<Kind>,
+    /// Per open list: the next number of an `<ol>`, `None` for `<ul>`.
+    lists: Vec<Option<u64>>,
+    /// The marker of the innermost open `<li>`, used by its first flushed text only.
+    item_marker: Option<String>,
+}
+
+impl Walker {
+    fn element(&mut self, element: ElementRef<'_>) {
+        let name = element.value().name();
+        if SKIPPED.contains(&name) {
+            return;
+        }
+        let kind = match name {
+            "h1" | "h2" | "h3" | "h4" | "h5" | "h6" => {
+                Some(Kind::Heading(name[1..].parse::<u8>().unwrap_or(6)))
+            }
+            "li" => Some(Kind::Item),
+            "tr" => Some(Kind::Row),
+            "ul" | "ol" => Some(Kind::Paragraph),
+            _ if BLOCKS.contains(&name) => Some(Kind::Paragraph),
+            _ => None,
+        };
+        match name {
+            "br" => self.buf.push(' '),
+            "ol" => {
+                self.lists.push(Some(element.value().attr("start").and_then(|s| s.parse().ok()).unwrap_or(1)))
+            }
+            "ul" => self.lists.push(None),
+            _ => {}
+        }
+        if let Some(kind) = kind {
+            self.flush();
+            if kind == Kind::Item {
+                self.item_marker = Some(self.next_marker());
+            }
+            self.kinds.push(kind);
+        }
+        for child in element.children() {
+            if let Some(child) = ElementRef::wrap(child) {
+                self.element(child);
+            } else if let Node::Text(text) = child.value() {
+                self.buf.push_str(text);
+            }
+        }
+        if matches!(name, "td" | "th") {
+            self.buf.push_str(" | ");
+        }
+        if kind.is_some() {
+            self.flush();
+            self.kinds.pop();
+        }
+        if matches!(name, "ol" | "ul") {
+            self.lists.pop();
+        }
+    }
+
+    fn next_marker(&mut self) -> String {
+        match self.lists.last_mut() {
+            Some(Some(next)) => {
+                let marker = format!("{next}. ");
+                *next += 1;
+                marker
+            }
+            _ => "- ".to_owned(),
+        }
+    }
+
+    fn flush(&mut self) {
+        let raw = std::mem::take(&mut self.buf);
+        let mut text = collapse_whitespace(&raw);
+        let kind = self.kinds.last().copied().unwrap_or(Kind::Paragraph);
+        if kind == Kind::Row {
+            text = text.trim_end_matches(['|', ' ']).to_owned();
+        }
+        if text.is_empty() {
+            return;
+        }
+        self.blocks.push(match kind {
+            Kind::Heading(level) => Block::Heading { level, text },
+            Kind::Item => match self.item_marker.take() {
+                Some(marker) => Block::ListItem(format!("{marker}{text}")),
+                // Text of the same item after a nested list: a continuation, not a new item.
+                None => Block::ListItem(format!("  {text}")),
+            },
+            Kind::Paragraph | Kind::Row => Block::Paragraph(text),
+        });
+    }
+}

@@ -1,0 +1,266 @@
+//! Per-document metadata: the partial form each source gives (the request or CLI flags, Markdown
+//! front matter, a sidecar `NAME.meta.toml`), their merge in the order the proto documents (request,
+//! then front matter, then sidecar: the first non-empty value of each field wins), and the resolved,
+//! validated form every chunk's payload is built from.
+
+use crate::error::IngestError;
+use serde::Deserialize;
+use std::collections::BTreeSet;
+
+/// Metadata as one source gives it: every field optional, empty means "not given".
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartialMetadata {
+    #[serde(default)]
+    pub doc_id: Option<String>,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub regions: Vec<String>,
+    #[serde(default)]
+    pub brand: Option<String>,
+    #[serde(default)]
+    pub language: Option<String>,
+    /// A version label or an effective date; TOML dates are accepted and written as `YYYY-MM-DD`.
+    #[serde(default, alias = "effective_date", deserialize_with = "version_text")]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+/// A version as TOML may spell it: a string, an integer or a date (written back as `YYYY-MM-DD`).
+fn version_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+    use serde::de::Error;
+    Ok(match Option::<toml::Value>::deserialize(deserializer)? {
+        None => None,
+        Some(toml::Value::String(text)) => Some(text),
+        Some(toml::Value::Integer(number)) => Some(number.to_string()),
+        Some(toml::Value::Float(number)) => Some(number.to_string()),
+        Some(toml::Value::Datetime(date)) => Some(date.to_string()),
+        Some(other) => {
+            return Err(D::Error::custom(format!(
+                "version must be a string or a date, not {}",
+                other.type_str()
+            )));
+        }
+    })
+}
+
+impl PartialMetadata {
+    /// Metadata from a TOML document: a sidecar file or `+++` front matter. `origin` names the source
+    /// in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, IngestError> {
+        toml::from_str(text).map_err(|err| {
+            IngestError::invalid(
+                "metadata",
+                format!("{origin} is not valid metadata TOML: {}", err.message()),
+            )
+        })
+    }
+
+    /// Metadata from `---` front matter: the simple YAML Markdown tools write (`key: value`,
+    /// `key: [a, b]`, or `key:` followed by `- item` lines). Anything richer is refused, not guessed.
+    pub fn from_yaml_front_matter(text: &str) -> Result<Self, IngestError> {
+        let mut meta = Self::default();
+        let mut open_list: Option<String> = None;
+        for (number, raw) in text.lines().enumerate() {
+            let line = raw.trim_end();
+            if line.trim().is_empty() || line.trim_start().starts_with('#') {
+                continue;
+            }
+            let bad = |why: &str| {
+                IngestError::invalid("metadata", format!("front matter line {}: {why}: {line:?}", number + 1))
+            };
+            if let Some(item) = line.trim_start().strip_prefix("- ") {
+                let key = open_list.as_deref().ok_or_else(|| bad("list item outside a list"))?;
+                meta.set(key, vec![unquote(item)]).map_err(|why| bad(&why))?;
+                continue;
+            }
+            let (key, value) = line.split_once(':').ok_or_else(|| bad("expected `key: value`"))?;
+            let (key, value) = (key.trim(), value.trim());
+            open_list = None;
+            if value.is_empty() {
+                open_list = Some(key.to_owned());
+                continue;
+            }
+            let values = match value.strip_prefix('[').and_then(|v| v.strip_suffix(']')) {
+                Some(inner) => inner.split(',').map(unquote).filter(|v| !v.is_empty()).collect(),
+                None => vec![unquote(value)],
+            };
+            meta.set(key, values).map_err(|why| bad(&why))?;
+        }
+        Ok(meta)
+    }
+
+    fn set(&mut self, key: &str, values: Vec<String>) -> Result<(), String> {
+        let single = |values: Vec<String>| values.into_iter().next();
+        match key {
+            "doc_id" => self.doc_id = single(values),
+            "title" => self.title = single(values),
+            "source" => self.source = single(values),
+            "brand" => self.brand = single(values),
+            "language" => self.language = single(values),
+            "version" | "effective_date" => self.version = single(values),
+            "regions" => self.regions.extend(values),
+            "tags" => self.tags.extend(values),
+            other => return Err(format!("unknown metadata key {other:?}")),
+        }
+        Ok(())
+    }
+
+    /// `self` with every empty field filled from `fallback`.
+    pub fn or(self, fallback: Self) -> Self {
+        fn pick(value: Option<String>, fallback: Option<String>) -> Option<String> {
+            value.filter(|v| !v.trim().is_empty()).or(fallback.filter(|v| !v.trim().is_empty()))
+        }
+        fn pick_list(value: Vec<String>, fallback: Vec<String>) -> Vec<String> {
+            if value.is_empty() { fallback } else { value }
+        }
+        Self {
+            doc_id: pick(self.doc_id, fallback.doc_id),
+            title: pick(self.title, fallback.title),
+            source: pick(self.source, fallback.source),
+            regions: pick_list(self.regions, fallback.regions),
+            brand: pick(self.brand, fallback.brand),
+            language: pick(self.language, fallback.language),
+            version: pick(self.version, fallback.version),
+            tags: pick_list(self.tags, fallback.tags),
+        }
+    }
+
+    /// The label of the version if one was given.
+    pub fn version_label(&self) -> Option<String> {
+        self.version.clone().filter(|v| !v.trim().is_empty())
+    }
+}
+
+fn unquote(value: &str) -> String {
+    let value = value.trim();
+    let stripped = value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')));
+    stripped.unwrap_or(value).trim().to_owned()
+}
+
+/// Metadata every chunk of a document carries, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentMetadata {
+    pub doc_id: String,
+    pub title: String,
+    pub source: String,
+    /// Lower-case, deduplicated, in the order given.
+    pub regions: Vec<String>,
+    pub brand: Option<String>,
+    pub language: String,
+    pub version: String,
+    /// Whether the version was given (by any source) rather than derived from the content hash.
+    pub version_given: bool,
+    pub tags: Vec<String>,
+}
+
+/// What resolution needs besides the merged metadata.
+#[derive(Debug, Clone, Copy)]
+pub struct ResolveContext<'a> {
+    /// The uploaded file's name: default `source`, and its stem the fallback doc_id.
+    pub file_name: &'a str,
+    /// A title found in the document itself (its first top-level heading, an HTML `<title>`).
+    pub title_hint: Option<&'a str>,
+    pub content_sha256: &'a str,
+    pub known_regions: &'a [String],
+}
+
+const MAX_ID_LEN: usize = 128;
+
+/// Fills defaults (doc_id from the file stem, title, source, language "en", version from the content
+/// hash) and validates what the store and retrieval rely on.
+pub fn resolve(meta: PartialMetadata, cx: ResolveContext<'_>) -> Result<DocumentMetadata, IngestError> {
+    let version_label = meta.version_label();
+    let PartialMetadata { doc_id, title, source, regions, brand, language, version: _, tags } = meta;
+    let doc_id =
+        doc_id.map(|d| d.trim().to_owned()).filter(|d| !d.is_empty()).or_else(|| file_stem(cx.file_name));
+    let doc_id = doc_id.ok_or_else(|| {
+        IngestError::invalid("metadata.doc_id", "missing: give doc_id, or a file name to take it from")
+    })?;
+    check_identifier("metadata.doc_id", &doc_id)?;
+
+    let mut seen = BTreeSet::new();
+    let mut clean_regions = Vec::new();
+    for region in regions {
+        let region = region.trim().to_lowercase();
+        if region.is_empty() {
+            return Err(IngestError::invalid("metadata.regions", "a region is empty"));
+        }
+        if !cx.known_regions.iter().any(|known| known.eq_ignore_ascii_case(&region)) {
+            return Err(IngestError::UnknownRegion { region, known: cx.known_regions.to_vec() });
+        }
+        if seen.insert(region.clone()) {
+            clean_regions.push(region);
+        }
+    }
+    if clean_regions.is_empty() {
+        return Err(IngestError::invalid("metadata.regions", "at least one region is required"));
+    }
+
+    let brand = brand.map(|b| b.trim().to_lowercase()).filter(|b| !b.is_empty());
+    if let Some(brand) = &brand {
+        check_identifier("metadata.brand", brand)?;
+    }
+    let version_given = version_label.is_some();
+    let version = match version_label {
+        Some(version) => version.trim().to_owned(),
+        // The proto's default: the content hash's first 12 hex digits.
+        None => cx.content_sha256.chars().take(12).collect(),
+    };
+    check_identifier("metadata.version", &version)?;
+    let title = title
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .or_else(|| cx.title_hint.map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned))
+        .unwrap_or_else(|| doc_id.clone());
+    let source = source.map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
+    let source = source.unwrap_or_else(|| cx.file_name.to_owned());
+    let language = language.map(|l| l.trim().to_owned()).filter(|l| !l.is_empty());
+    let mut clean_tags: Vec<String> = Vec::new();
+    for tag in tags {
+        let tag = tag.trim().to_lowercase();
+        if !tag.is_empty() && !clean_tags.contains(&tag) {
+            clean_tags.push(tag);
+        }
+    }
+    Ok(DocumentMetadata {
+        doc_id,
+        title,
+        source,
+        regions: clean_regions,
+        brand,
+        language: language.unwrap_or_else(|| "en".to_owned()),
+        version,
+        version_given,
+        tags: clean_tags,
+    })
+}
+
+fn file_stem(file_name: &str) -> Option<String> {
+    let base = file_name.rsplit(['/', '\\']).next().unwrap_or(file_name);
+    let stem = base.split_once('.').map_or(base, |(stem, _)| stem);
+    (!stem.is_empty()).then(|| stem.to_owned())
+}
+
+/// Ids travel in payload filters and point-id names: keep them to a safe, readable alphabet.
+fn check_identifier(field: &'static str, value: &str) -> Result<(), IngestError> {
+    if value.len() > MAX_ID_LEN {
+        return Err(IngestError::invalid(field, format!("longer than {MAX_ID_LEN} characters")));
+    }
+    if let Some(bad) =
+        value.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
+    {
+        return Err(IngestError::invalid(
+            field,
+            format!("{value:?} contains {bad:?}; use letters, digits, '-', '_', '.' or ':'"),
+        ));
+    }
+    Ok(())
+}

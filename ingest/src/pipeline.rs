@@ -1,0 +1,348 @@
+//! The ingest pipeline: one uploaded document into the store, safely. It owns the limits, the
+//! decision between INGESTED, REPLACED, UNCHANGED and FAILED, and the versioned switch-over: the new
+//! version is written not current, flushed, made current, and only then are older versions deleted,
+//! so a reader filtering on the current version always sees exactly one version. A document that fails
+//! leaves the store as it was (a half-written new version is removed). Blocking: call it from
+//! `spawn_blocking` or a dedicated thread.
+
+use crate::{
+    chunker::{self, ChunkerOptions},
+    error::IngestError,
+    loaders::{self, MediaType},
+    metadata::{self, DocumentMetadata, PartialMetadata, ResolveContext},
+};
+use rudder_core::{
+    Embedder, ServiceError, VectorStore,
+    store::{ChunkId, ChunkPayload, ChunkPoint, VersionSummary},
+};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::sync::{Arc, Mutex, PoisonError};
+
+/// Per-document and per-stream limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestLimits {
+    /// Largest document accepted, in bytes (20 MiB by default).
+    pub max_document_bytes: u64,
+    /// Most documents one upload stream may carry.
+    pub max_documents_per_stream: u32,
+}
+
+impl Default for IngestLimits {
+    fn default() -> Self {
+        Self { max_document_bytes: 20 * 1024 * 1024, max_documents_per_stream: 10_000 }
+    }
+}
+
+/// Everything the pipeline is configured with besides its store and embedder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestOptions {
+    /// Regions documents may name (lower-case); any other fails the document with FAILED_PRECONDITION.
+    pub known_regions: Vec<String>,
+    pub limits: IngestLimits,
+    pub chunking: ChunkerOptions,
+    /// Chunks per call into the embedding model.
+    pub embed_batch_size: usize,
+}
+
+impl IngestOptions {
+    /// Default limits and chunking for these regions.
+    pub fn new(known_regions: Vec<String>) -> Self {
+        Self {
+            known_regions: known_regions.into_iter().map(|r| r.trim().to_lowercase()).collect(),
+            limits: IngestLimits::default(),
+            chunking: ChunkerOptions::default(),
+            embed_batch_size: 32,
+        }
+    }
+}
+
+/// One document as uploaded.
+#[derive(Debug, Clone, Default)]
+pub struct SourceDocument {
+    /// Picks the loader by extension; the default `source` and doc_id (its stem).
+    pub file_name: String,
+    /// Overrides the extension: "text/markdown", "text/plain", "text/html" or "application/pdf".
+    pub media_type: Option<String>,
+    /// From the request or command-line flags: wins over everything else.
+    pub metadata: PartialMetadata,
+    /// From a sidecar `NAME.meta.toml`: fills what the request and front matter leave empty.
+    pub sidecar: Option<PartialMetadata>,
+    pub content: Vec<u8>,
+    /// Lower-case hex sha256 the content must have, when the client sent one.
+    pub expected_sha256: Option<String>,
+}
+
+/// What happened to a document that did not fail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Ingested,
+    Replaced { previous_version: String },
+    Unchanged,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ingested {
+    pub outcome: Outcome,
+    /// The version now current.
+    pub version: String,
+    /// Chunks of that version (written, or already stored for UNCHANGED).
+    pub chunk_count: u32,
+}
+
+/// The result of one document; `doc_id` is empty if it could not be resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocumentReport {
+    pub doc_id: String,
+    pub file_name: String,
+    pub result: Result<Ingested, ServiceError>,
+}
+
+/// Loads, chunks, embeds and stores documents.
+#[derive(Debug)]
+pub struct Pipeline {
+    store: Arc<dyn VectorStore>,
+    embedder: Arc<dyn Embedder>,
+    options: IngestOptions,
+    /// Decide-then-write must not interleave for one document; one writer at a time keeps that simple
+    /// (the embedding model, the slow part, uses every core anyway).
+    writes: Mutex<()>,
+}
+
+impl Pipeline {
+    pub fn new(store: Arc<dyn VectorStore>, embedder: Arc<dyn Embedder>, options: IngestOptions) -> Self {
+        Self { store, embedder, options, writes: Mutex::new(()) }
+    }
+
+    pub fn options(&self) -> &IngestOptions {
+        &self.options
+    }
+
+    pub fn store(&self) -> &Arc<dyn VectorStore> {
+        &self.store
+    }
+
+    /// Ingests one document; never panics on its content, and failures are reported, not returned.
+    pub fn ingest(&self, document: SourceDocument) -> DocumentReport {
+        let file_name = document.file_name.clone();
+        let mut doc_id = provisional_doc_id(&document);
+        let result = self.ingest_inner(document, &mut doc_id).map_err(|err| {
+            tracing::info!(%doc_id, %file_name, error = %err, "document failed");
+            ServiceError::from(err)
+        });
+        DocumentReport { doc_id, file_name, result }
+    }
+
+    /// Ingests each document in turn; a failure never stops the rest.
+    pub fn ingest_all(&self, documents: impl IntoIterator<Item = SourceDocument>) -> Vec<DocumentReport> {
+        documents.into_iter().map(|document| self.ingest(document)).collect()
+    }
+
+    fn ingest_inner(
+        &self,
+        document: SourceDocument,
+        doc_id_out: &mut String,
+    ) -> Result<Ingested, IngestError> {
+        let SourceDocument { file_name, media_type, metadata, sidecar, content, expected_sha256 } = document;
+        let limit = self.options.limits.max_document_bytes;
+        if content.len() as u64 > limit {
+            return Err(IngestError::invalid(
+                "content",
+                format!("{} bytes is over the limit of {limit} bytes per document", content.len()),
+            ));
+        }
+        if let Some(expected) = expected_sha256.map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty()) {
+            let actual = hex::encode(Sha256::digest(&content));
+            if actual != expected {
+                return Err(IngestError::invalid(
+                    "end.sha256",
+                    format!("the content's sha256 is {actual}, not the {expected} that was sent"),
+                ));
+            }
+        }
+        let media = MediaType::detect(&file_name, media_type.as_deref())?;
+        let loaded = loaders::load(media, &content)?;
+        let text = loaded.normalised_text();
+        let content_sha256 = hex::encode(Sha256::digest(text.as_bytes()));
+        let merged =
+            metadata.or(loaded.front_matter.clone().unwrap_or_default()).or(sidecar.unwrap_or_default());
+        if let Some(doc_id) = merged.doc_id.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+            doc_id_out.replace_range(.., doc_id);
+        }
+        let meta = metadata::resolve(
+            merged,
+            ResolveContext {
+                file_name: &file_name,
+                title_hint: loaded.title_hint.as_deref(),
+                content_sha256: &content_sha256,
+                known_regions: &self.options.known_regions,
+            },
+        )?;
+        doc_id_out.clone_from(&meta.doc_id);
+
+        let _writes = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
+        self.store.ensure_collection()?;
+        let stored = self.store.list_documents()?.into_iter().find(|d| d.doc_id == meta.doc_id);
+        let versions = stored.map(|d| d.versions).unwrap_or_default();
+        let currents: Vec<&VersionSummary> = versions.iter().filter(|v| v.current).collect();
+        let same = currents.iter().find(|v| {
+            v.content_sha256 == content_sha256 && (!meta.version_given || v.version == meta.version)
+        });
+        if let Some(same) = same {
+            // More than one version stored means an earlier ingest was interrupted (killed between
+            // its steps): finish its switch-over so readers see this version alone.
+            if versions.len() > 1 {
+                self.finish_switch_over(&meta.doc_id, &same.version)?;
+            }
+            let other_current = currents.iter().find(|v| v.version != same.version);
+            return Ok(Ingested {
+                outcome: match other_current {
+                    Some(other) => Outcome::Replaced { previous_version: other.version.clone() },
+                    None => Outcome::Unchanged,
+                },
+                version: same.version.clone(),
+                chunk_count: u32::try_from(same.chunks).unwrap_or(u32::MAX),
+            });
+        }
+        let current = currents.first().map(|v| (*v).clone());
+        check_version_free(&versions, &meta, &content_sha256)?;
+
+        let chunked = chunker::chunk(&loaded, self.embedder.as_ref(), &self.options.chunking)?;
+        let points = self.points(&meta, &content_sha256, chunked.chunks)?;
+        let chunk_count = u32::try_from(points.len()).map_err(|_| {
+            IngestError::invalid("content", "the document makes more chunks than can be counted")
+        })?;
+        self.switch_over(&meta, &points, current.as_ref())?;
+        let outcome = match current {
+            Some(previous) if previous.version != meta.version => {
+                Outcome::Replaced { previous_version: previous.version }
+            }
+            _ => Outcome::Ingested,
+        };
+        tracing::info!(doc_id = %meta.doc_id, version = %meta.version, chunks = chunk_count, ?outcome, "document ingested");
+        Ok(Ingested { outcome, version: meta.version, chunk_count })
+    }
+
+    /// Embeds the chunks (in batches) and builds their points, not yet current.
+    fn points(
+        &self,
+        meta: &DocumentMetadata,
+        content_sha256: &str,
+        chunks: Vec<chunker::Chunk>,
+    ) -> Result<Vec<ChunkPoint>, IngestError> {
+        let mut points = Vec::with_capacity(chunks.len());
+        let batch_size = self.options.embed_batch_size.max(1);
+        let mut chunks = chunks.into_iter().peekable();
+        while chunks.peek().is_some() {
+            let batch: Vec<_> = chunks.by_ref().take(batch_size).collect();
+            let inputs: Vec<String> = batch.iter().map(|chunk| chunk.embed_text.clone()).collect();
+            let vectors = self.embedder.embed_documents(&inputs)?;
+            if vectors.len() != batch.len() {
+                return Err(IngestError::Task(format!(
+                    "the embedder returned {} vectors for {} chunks",
+                    vectors.len(),
+                    batch.len()
+                )));
+            }
+            for (chunk, dense) in batch.into_iter().zip(vectors) {
+                let chunk_index = u32::try_from(points.len())
+                    .map_err(|_| IngestError::invalid("content", "too many chunks in one document"))?;
+                points.push(ChunkPoint {
+                    id: ChunkId::for_chunk(&meta.doc_id, &meta.version, chunk_index),
+                    dense,
+                    payload: ChunkPayload {
+                        doc_id: meta.doc_id.clone(),
+                        version: meta.version.clone(),
+                        title: meta.title.clone(),
+                        source: meta.source.clone(),
+                        regions: meta.regions.clone(),
+                        brand: meta.brand.clone(),
+                        language: meta.language.clone(),
+                        tags: meta.tags.clone(),
+                        heading_path: chunk.heading_path,
+                        text: chunk.text,
+                        char_start: chunk.char_start,
+                        char_end: chunk.char_end,
+                        chunk_index,
+                        content_sha256: content_sha256.to_owned(),
+                    },
+                    current: false,
+                });
+            }
+        }
+        Ok(points)
+    }
+
+    /// Makes `version` the only current version and removes every other one.
+    fn finish_switch_over(&self, doc_id: &str, version: &str) -> Result<(), IngestError> {
+        self.store.set_current_version(doc_id, version)?;
+        self.store.delete_document(doc_id, Some(version))?;
+        self.store.flush()?;
+        tracing::info!(%doc_id, %version, "finished an interrupted switch-over");
+        Ok(())
+    }
+
+    /// Writes the new version invisibly, makes it durable, switches readers to it, then removes the
+    /// other versions. Until the switch a failure removes the partial new version and leaves the
+    /// previous one untouched; after it, the new version stands and a failed clean-up only leaves
+    /// invisible old chunks behind (the next ingest of the document removes them).
+    fn switch_over(
+        &self,
+        meta: &DocumentMetadata,
+        points: &[ChunkPoint],
+        previous: Option<&VersionSummary>,
+    ) -> Result<(), IngestError> {
+        let written = self
+            .store
+            .upsert(points)
+            .and_then(|()| self.store.flush())
+            .and_then(|()| self.store.set_current_version(&meta.doc_id, &meta.version));
+        if let Err(err) = written {
+            // Everything of the document except the previous current version is the partial write.
+            let keep = previous.map(|v| v.version.as_str());
+            let _ = self.store.delete_document(&meta.doc_id, keep).and_then(|_| self.store.flush()).map_err(
+                |cleanup| tracing::warn!(doc_id = %meta.doc_id, error = %cleanup, "could not remove a partial version"),
+            );
+            return Err(err.into());
+        }
+        // No flush between the switch and the delete: the engine's write-ahead log replays them in
+        // order after a crash, so one flush at the end makes both durable.
+        let cleaned =
+            self.store.delete_document(&meta.doc_id, Some(&meta.version)).and_then(|_| self.store.flush());
+        if let Err(err) = cleaned {
+            tracing::warn!(doc_id = %meta.doc_id, error = %err, "new version is current; old versions remain");
+        }
+        Ok(())
+    }
+}
+
+/// A version label names one content: reusing it for other content would mix two documents' chunks.
+fn check_version_free(
+    versions: &[VersionSummary],
+    meta: &DocumentMetadata,
+    content_sha256: &str,
+) -> Result<(), IngestError> {
+    match versions.iter().find(|v| v.version == meta.version) {
+        Some(stored) if stored.content_sha256 != content_sha256 => Err(IngestError::Conflict(format!(
+            "metadata.version: version {:?} of {:?} is already stored with different content; \
+             give the changed document a new version",
+            meta.version, meta.doc_id
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The doc_id a failure is reported under before metadata is resolved: the request's, the
+/// sidecar's, or the file name's stem.
+fn provisional_doc_id(document: &SourceDocument) -> String {
+    let given =
+        [document.metadata.doc_id.as_ref(), document.sidecar.as_ref().and_then(|s| s.doc_id.as_ref())];
+    given
+        .into_iter()
+        .flatten()
+        .map(|d| d.trim())
+        .find(|d| !d.is_empty())
+        .map(str::to_owned)
+        .unwrap_or_default()
+}

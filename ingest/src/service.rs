@@ -1,0 +1,334 @@
+//! The gRPC adapter: `rudder.v1.IngestService` over the [`Pipeline`] and the [`catalog`]. It owns the
+//! upload stream's protocol (start, data, end; order and count limits; per-document state in
+//! [`upload`]), the proto <-> domain
+//! conversions (proto messages destructured completely, so a new field breaks the build here), moving
+//! blocking work onto `spawn_blocking`, and the one mapping from [`ServiceError`] to `tonic::Status`.
+
+use crate::{
+    catalog::{self, ListQuery, StoredDocument},
+    error::IngestError,
+    pipeline::{DocumentReport, IngestOptions, Outcome, Pipeline},
+    upload::{self, Finished, OpenDocument, Sidecars},
+};
+use rudder_core::{Embedder, ServiceError, VectorStore, store::ChunkPayload};
+use rudder_proto::{
+    status,
+    v1::{
+        self as pb, DeleteDocumentRequest, DeleteDocumentResponse, DocumentData, DocumentInfo, DocumentRef,
+        DocumentResult, GetDocumentRequest, GetDocumentResponse, IngestOutcome, IngestRequest,
+        IngestResponse, IngestSummary, ListDocumentsRequest, ListDocumentsResponse, Passage,
+        ingest_request::Message,
+        ingest_service_server::{IngestService, IngestServiceServer},
+    },
+};
+use std::{sync::Arc, time::Instant};
+use tonic::{Request, Response, Status, Streaming};
+
+/// Page size of `ListDocuments` when the request gives 0, and the most it may ask for.
+const DEFAULT_PAGE_SIZE: usize = 100;
+const MAX_PAGE_SIZE: usize = 1000;
+
+/// `IngestService` on a store and an embedder.
+#[derive(Debug, Clone)]
+pub struct IngestServiceImpl {
+    pipeline: Arc<Pipeline>,
+}
+
+impl IngestServiceImpl {
+    pub fn new(store: Arc<dyn VectorStore>, embedder: Arc<dyn Embedder>, options: IngestOptions) -> Self {
+        Self::from_pipeline(Arc::new(Pipeline::new(store, embedder, options)))
+    }
+
+    /// Shares a pipeline with other users of it (a local `rudder ingest --local`, a benchmark).
+    pub fn from_pipeline(pipeline: Arc<Pipeline>) -> Self {
+        Self { pipeline }
+    }
+
+    /// The tonic service to add to a server's router.
+    pub fn into_server(self) -> IngestServiceServer<Self> {
+        IngestServiceServer::new(self)
+    }
+
+    /// Runs blocking work with the pipeline on the blocking pool, in the caller's span.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Pipeline) -> Result<T, IngestError> + Send + 'static,
+    ) -> Result<T, Status> {
+        let pipeline = Arc::clone(&self.pipeline);
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || span.in_scope(|| work(&pipeline)))
+            .await
+            .map_err(|err| IngestError::Task(err.to_string()))
+            .and_then(|result| result)
+            .map_err(|err| status(err.into()))
+    }
+}
+
+fn document_result(report: DocumentReport, summary: &mut IngestSummary) -> DocumentResult {
+    let DocumentReport { doc_id, file_name, result } = report;
+    let mut out = DocumentResult { doc_id, file_name, ..Default::default() };
+    match result {
+        Ok(ingested) => {
+            out.version = ingested.version;
+            out.chunk_count = ingested.chunk_count;
+            match ingested.outcome {
+                Outcome::Ingested => {
+                    summary.ingested += 1;
+                    summary.chunks_written += ingested.chunk_count;
+                    out.outcome = IngestOutcome::Ingested.into();
+                }
+                Outcome::Replaced { previous_version } => {
+                    summary.replaced += 1;
+                    summary.chunks_written += ingested.chunk_count;
+                    out.outcome = IngestOutcome::Replaced.into();
+                    out.replaced_version = previous_version;
+                }
+                Outcome::Unchanged => {
+                    summary.unchanged += 1;
+                    out.outcome = IngestOutcome::Unchanged.into();
+                }
+            }
+        }
+        Err(err) => {
+            summary.failed += 1;
+            let status = status(err);
+            out.outcome = IngestOutcome::Failed.into();
+            out.error_code = status.code().into();
+            out.error_message = status.message().to_owned();
+        }
+    }
+    out
+}
+
+fn document_info(document: StoredDocument) -> DocumentInfo {
+    let StoredDocument {
+        doc_id,
+        title,
+        source,
+        regions,
+        brand,
+        language,
+        tags,
+        current_version,
+        versions,
+        chunk_count,
+        content_sha256,
+    } = document;
+    DocumentInfo {
+        metadata: Some(pb::DocumentMetadata {
+            doc_id,
+            title,
+            source,
+            regions,
+            brand: brand.unwrap_or_default(),
+            language,
+            version: current_version.clone(),
+            tags,
+        }),
+        current_version,
+        versions,
+        chunk_count,
+        content_sha256,
+        // The store keeps no ingestion time yet.
+        ingested_at: None,
+    }
+}
+
+fn passage(chunk: ChunkPayload) -> Passage {
+    let ChunkPayload {
+        doc_id,
+        version,
+        title,
+        source,
+        regions,
+        brand,
+        language: _,
+        tags: _,
+        heading_path,
+        text,
+        char_start,
+        char_end,
+        chunk_index,
+        content_sha256: _,
+    } = chunk;
+    Passage {
+        document: Some(DocumentRef { doc_id, version }),
+        title,
+        heading_path,
+        text,
+        char_start: u32::try_from(char_start).unwrap_or(u32::MAX),
+        char_end: u32::try_from(char_end).unwrap_or(u32::MAX),
+        chunk_index,
+        regions,
+        brand: brand.unwrap_or_default(),
+        // Not a search: no score and no retrieval leg.
+        score: 0.0,
+        found_by: Vec::new(),
+        source,
+    }
+}
+
+fn required_doc_id(doc_id: &str) -> Result<String, Status> {
+    let doc_id = doc_id.trim();
+    if doc_id.is_empty() {
+        return Err(status(ServiceError::invalid("doc_id", "required")));
+    }
+    Ok(doc_id.to_owned())
+}
+
+#[tonic::async_trait]
+impl IngestService for IngestServiceImpl {
+    #[tracing::instrument(skip_all, fields(documents))]
+    async fn ingest(
+        &self,
+        request: Request<Streaming<IngestRequest>>,
+    ) -> Result<Response<IngestResponse>, Status> {
+        let started = Instant::now();
+        let limits = self.pipeline.options().limits;
+        let limit = limits.max_document_bytes;
+        let mut stream = request.into_inner();
+        let mut open: Option<OpenDocument> = None;
+        let mut sidecars = Sidecars::default();
+        let mut results = Vec::new();
+        let mut summary = IngestSummary::default();
+        let mut documents = 0u32;
+        while let Some(IngestRequest { message }) = stream.message().await? {
+            match message {
+                Some(Message::Start(start)) => {
+                    if let Some(open) = &open {
+                        return Err(status(ServiceError::invalid(
+                            "start",
+                            format!(
+                                "DocumentStart for {:?} while {:?} is still open; close it with DocumentEnd first",
+                                start.file_name, open.start.file_name
+                            ),
+                        )));
+                    }
+                    documents += 1;
+                    if documents > limits.max_documents_per_stream {
+                        return Err(status(ServiceError::ResourceExhausted(format!(
+                            "the stream carries more than {} documents; split the upload",
+                            limits.max_documents_per_stream
+                        ))));
+                    }
+                    open = Some(OpenDocument::new(start, limit));
+                }
+                Some(Message::Data(DocumentData { content })) => {
+                    let document = open.as_mut().ok_or_else(|| {
+                        status(ServiceError::invalid("data", "DocumentData before any DocumentStart"))
+                    })?;
+                    summary.bytes_received += content.len() as u64;
+                    document.push(&content, limit);
+                }
+                Some(Message::End(end)) => {
+                    let document = open.take().ok_or_else(|| {
+                        status(ServiceError::invalid("end", "DocumentEnd without an open document"))
+                    })?;
+                    let report = match upload::finish(document, end, limit, &mut sidecars) {
+                        Finished::Sidecar => continue,
+                        Finished::Failed(report) => report,
+                        Finished::Document(source) => {
+                            let file_name = source.file_name.clone();
+                            self.blocking(move |pipeline| Ok(pipeline.ingest(*source))).await.unwrap_or_else(
+                                |status| DocumentReport {
+                                    doc_id: String::new(),
+                                    file_name,
+                                    result: Err(ServiceError::Internal(status.message().to_owned())),
+                                },
+                            )
+                        }
+                    };
+                    results.push(document_result(report, &mut summary));
+                }
+                None => {
+                    return Err(status(ServiceError::invalid(
+                        "message",
+                        "an IngestRequest must carry start, data or end",
+                    )));
+                }
+            }
+        }
+        // A stream that ends inside a document fails that document only.
+        if let Some(document) = open {
+            let report = DocumentReport {
+                doc_id: document.start.metadata.map(|m| m.doc_id).unwrap_or_default(),
+                file_name: document.start.file_name,
+                result: Err(ServiceError::invalid(
+                    "end",
+                    "the stream ended before this document's DocumentEnd",
+                )),
+            };
+            results.push(document_result(report, &mut summary));
+        }
+        for report in sidecars.unused() {
+            results.push(document_result(report, &mut summary));
+        }
+        summary.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        tracing::Span::current().record("documents", results.len());
+        Ok(Response::new(IngestResponse { results, summary: Some(summary) }))
+    }
+
+    #[tracing::instrument(skip_all, fields(doc_id = %request.get_ref().doc_id))]
+    async fn delete_document(
+        &self,
+        request: Request<DeleteDocumentRequest>,
+    ) -> Result<Response<DeleteDocumentResponse>, Status> {
+        let DeleteDocumentRequest { doc_id } = request.into_inner();
+        let doc_id = required_doc_id(&doc_id)?;
+        let deleted =
+            self.blocking(move |pipeline| catalog::delete(pipeline.store().as_ref(), &doc_id)).await?;
+        Ok(Response::new(DeleteDocumentResponse {
+            chunks_deleted: u32::try_from(deleted).unwrap_or(u32::MAX),
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_documents(
+        &self,
+        request: Request<ListDocumentsRequest>,
+    ) -> Result<Response<ListDocumentsResponse>, Status> {
+        let ListDocumentsRequest { region, brand, page_size, page_token } = request.into_inner();
+        let after = if page_token.is_empty() {
+            None
+        } else {
+            let bytes = hex::decode(&page_token)
+                .map_err(|_| status(ServiceError::invalid("page_token", "not a token this server issued")))?;
+            Some(
+                String::from_utf8(bytes).map_err(|_| {
+                    status(ServiceError::invalid("page_token", "not a token this server issued"))
+                })?,
+            )
+        };
+        let page_size = match page_size as usize {
+            0 => DEFAULT_PAGE_SIZE,
+            size => size.min(MAX_PAGE_SIZE),
+        };
+        let query = ListQuery {
+            region: Some(region).filter(|r| !r.trim().is_empty()),
+            brand: Some(brand).filter(|b| !b.trim().is_empty()),
+            after,
+            page_size,
+        };
+        let page = self.blocking(move |pipeline| catalog::list(pipeline.store().as_ref(), &query)).await?;
+        Ok(Response::new(ListDocumentsResponse {
+            documents: page.documents.into_iter().map(document_info).collect(),
+            next_page_token: page.next_after.map(hex::encode).unwrap_or_default(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(doc_id = %request.get_ref().doc_id))]
+    async fn get_document(
+        &self,
+        request: Request<GetDocumentRequest>,
+    ) -> Result<Response<GetDocumentResponse>, Status> {
+        let GetDocumentRequest { doc_id, include_passages } = request.into_inner();
+        let doc_id = required_doc_id(&doc_id)?;
+        let (document, passages) = self
+            .blocking(move |pipeline| catalog::get(pipeline.store().as_ref(), &doc_id, include_passages))
+            .await?;
+        Ok(Response::new(GetDocumentResponse {
+            document: Some(document_info(document)),
+            passages: passages.into_iter().map(passage).collect(),
+        }))
+    }
+}
