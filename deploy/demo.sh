@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: start the all-in-one server (data in
-# ./rudder-data), show what it serves, and stop it. Later issues grow this into ingest -> ask per region.
+# The main job on the embedded default: start the all-in-one server (embedded Qdrant engine, data in
+# ./rudder-data), show what it serves, ingest the sample corpus, ask the same customer question in us,
+# uk and eu (answers stream with their citations), print a short table, and stop the server.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 rudder="${RUDDER_BIN:-$repo/target/debug/rudder}"
@@ -14,7 +15,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "== starting the all-in-one rudder server =="
+question="${RUDDER_DEMO_QUESTION:-I bought a jacket three weeks ago and want to return it. Can I still get a refund, and how long does it take?}"
+echo "== starting the all-in-one rudder server (embedded Qdrant engine, SmolLM2-135M on candle) =="
 "$rudder" serve --listen 127.0.0.1:0 --addr-file "$work/addr" 2>"$work/server.log" &
 server_pid=$!
 for _ in $(seq 1 600); do
@@ -31,6 +33,21 @@ addr="$(cat "$work/addr")"
 echo "listening on ${addr}"
 echo
 "$rudder" status --server "http://${addr}"
+echo
+echo "== ingesting the sample corpus (ingest/corpus: a retailer's policies for us, uk, eu) =="
+"$rudder" ingest --server "http://${addr}" "$repo/ingest/corpus"
+echo
+echo "== the same question in three regions =="
+echo "Q: ${question}"
+echo
+table=""
+for region in us uk eu; do
+  line="$("$rudder" ask --server "http://${addr}" --region "$region" --max-tokens 120 "$question" | tee /dev/stderr | tail -n 2 | head -n 1)"
+  table+="${line}"$'\n'
+done
+echo "== summary =="
+printf '  %s\n' "bundle   time to first token, decode speed, prompt tokens (from the head cache), answer tokens"
+printf '%s' "$table"
 echo
 echo "== stopping the server (SIGTERM: in-flight requests finish first) =="
 kill -TERM "$server_pid"

@@ -4,5 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod generation;
+mod journey;
 mod model_files;
 mod server_contract;

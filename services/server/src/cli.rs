@@ -31,6 +31,10 @@ pub enum Command {
         #[arg(long, default_value = "http://127.0.0.1:50051")]
         server: String,
     },
+    /// Upload policy documents (files or directories) to a running server.
+    Ingest(crate::ingest_cmd::IngestArgs),
+    /// Ask a running server a question; the answer streams to the terminal with its citations.
+    Ask(crate::ask::AskArgs),
     /// Configuration commands.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -74,6 +78,8 @@ impl Cli {
         match self.command {
             Command::Serve { config, addr_file } => serve(&config, addr_file).await,
             Command::Status { server } => print_status(&server).await,
+            Command::Ingest(args) => crate::ingest_cmd::ingest(&args).await,
+            Command::Ask(args) => crate::ask::ask(&args).await.map(drop),
             Command::Config(ConfigCommand::Show { config }) => {
                 print!("{}", layered_config::render(&config.load()?)?);
                 Ok(())

@@ -12,11 +12,12 @@ use rudder_core::{
 };
 use rudder_embed::{FastembedEmbedder, FastembedOptions};
 use rudder_generation::{Engine, EngineConfig, GenerationServiceImpl};
+use rudder_ingest::{IngestOptions, IngestServiceImpl};
 use rudder_llm::{LoadedModel, ServingFormat};
 use rudder_prompts::FileBundles;
 use rudder_proto::v1::{
     generation_service_server::GenerationServiceServer,
-    ingest_service_server::{IngestService, IngestServiceServer},
+    ingest_service_server::IngestServiceServer,
     prompt_service_server::{PromptService, PromptServiceServer},
     retrieval_service_server::RetrievalServiceServer,
 };
@@ -32,7 +33,6 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NotYetImplemented;
 
-impl IngestService for NotYetImplemented {}
 impl PromptService for NotYetImplemented {}
 
 /// A server accepting connections on `addr` until [`RunningServer::shutdown`].
@@ -80,7 +80,11 @@ impl RunningServer {
             .add_service(health_service)
             .add_service(reflection().build_v1()?)
             .add_service(reflection().build_v1alpha()?)
-            .add_service(IngestServiceServer::new(NotYetImplemented))
+            .add_service(IngestServiceServer::new(IngestServiceImpl::new(
+                Arc::clone(&store),
+                Arc::clone(&embedder),
+                IngestOptions::new(config.store.regions.clone()),
+            )))
             .add_service(RetrievalServiceServer::new(RetrievalServiceImpl::new(retriever)))
             .add_service(GenerationServiceServer::new(generation))
             .add_service(PromptServiceServer::new(NotYetImplemented));

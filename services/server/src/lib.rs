@@ -1,9 +1,11 @@
 //! rudder-server: the `rudder` binary's library — CLI, layered configuration, the all-in-one gRPC
 //! server, and client-side commands. End-to-end tests start [`RunningServer`] in-process.
 
+pub mod ask;
 pub mod bench;
 pub mod cli;
 pub mod grpc;
+pub mod ingest_cmd;
 pub mod layered_config;
 pub mod logging;
 pub mod preflight;
