@@ -269,6 +269,10 @@ struct EventMapper {
 }
 
 impl EventMapper {
+    fn new(started: Started) -> Self {
+        Self { started, passages: Vec::new(), prompt_tokens: 0, cached_prompt_tokens: 0, passages_dropped: 0 }
+    }
+
     fn map(&mut self, event: EngineEvent) -> Result<Vec<v1::GenerateEvent>, Status> {
         use v1::generate_event::Event;
         let wrap = |event| v1::GenerateEvent { event: Some(event) };
@@ -325,13 +329,7 @@ impl v1::generation_service_server::GenerationService for GenerationServiceImpl 
     ) -> Result<Response<tonic::codegen::BoxStream<v1::GenerateEvent>>, Status> {
         let (started, mut events) = self.start(request.into_inner()).await.map_err(status)?;
         let (out, stream) = mpsc::channel(64);
-        let mut mapper = EventMapper {
-            started,
-            passages: Vec::new(),
-            prompt_tokens: 0,
-            cached_prompt_tokens: 0,
-            passages_dropped: 0,
-        };
+        let mut mapper = EventMapper::new(started);
         tokio::spawn(async move {
             while let Some(event) = events.recv().await {
                 let last = matches!(event, EngineEvent::Finished { .. } | EngineEvent::Failed(_));
@@ -361,13 +359,7 @@ impl v1::generation_service_server::GenerationService for GenerationServiceImpl 
         use v1::generate_event::Event;
         let (started, mut events) = self.start(request.into_inner()).await.map_err(status)?;
         let request_id = started.request_id.clone();
-        let mut mapper = EventMapper {
-            started,
-            passages: Vec::new(),
-            prompt_tokens: 0,
-            cached_prompt_tokens: 0,
-            passages_dropped: 0,
-        };
+        let mut mapper = EventMapper::new(started);
         let mut response = v1::GenerateResponse { request_id, ..Default::default() };
         while let Some(event) = events.recv().await {
             for mapped in mapper.map(event)? {
