@@ -37,7 +37,9 @@ pub enum BundleFileError {
 #[serde(deny_unknown_fields)]
 struct BundleFile {
     system_text: String,
+    /// Accepted so bundle files can say what they are for; PromptService will show it once it lands.
     #[serde(default)]
+    #[allow(dead_code)]
     description: String,
     #[serde(default)]
     retrieval: Option<RetrievalScope>,
@@ -154,7 +156,6 @@ impl FileBundles {
             retrieval_brands,
             generation,
         };
-        let _ = file.description;
         self.versions.entry(key).or_default().insert(version, Arc::new(bundle));
         Ok(())
     }
