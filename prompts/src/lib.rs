@@ -1,7 +1,12 @@
-//! rudder-prompts: region bundles. For now the file-based registry generation resolves bundles from;
-//! publishing, activation, rollback, A/B and audit (PromptService), the trainer and evaluation land
-//! with the prompt-tuning and bundle issues.
+//! rudder-prompts: the steering pieces and the bundles that carry them — the trainer for the policy
+//! prefix and the tone soft prompt, the artifact format, evaluation, and the file-based bundle
+//! registry generation resolves bundles from. Publishing, activation, rollback, A/B and audit
+//! (PromptService) land with the bundle issue.
 
+pub mod artifact;
+pub mod eval;
+pub mod plot;
 pub mod registry;
+pub mod train;
 
 pub use registry::{BundleFileError, FileBundles};

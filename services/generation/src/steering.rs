@@ -9,7 +9,7 @@
 
 use candle_core::{Device, Tensor};
 use rudder_core::{Bundle, bundle::ArtifactRef};
-use rudder_llm::{KvCache, LoadedModel};
+use rudder_llm::{KvCache, LlamaConfig, LoadedModel};
 
 use crate::GenerationError;
 
@@ -49,26 +49,7 @@ impl Steering {
                     tensors.remove(name).ok_or_else(|| misfit(artifact, format!("has no tensor {name}")))
                 };
                 let (keys, values) = (take(PREFIX_KEYS)?, take(PREFIX_VALUES)?);
-                for (name, tensor) in [(PREFIX_KEYS, &keys), (PREFIX_VALUES, &values)] {
-                    let dims = tensor.dims();
-                    let fits = dims.len() == 4
-                        && dims[0] == config.num_layers
-                        && dims[1] == config.num_kv_heads
-                        && dims[3] == config.head_dim
-                        && dims[2] > 0;
-                    if !fits {
-                        return Err(misfit(
-                            artifact,
-                            format!(
-                                "tensor {name} has shape {dims:?}, the model needs [{}, {}, positions, {}]",
-                                config.num_layers, config.num_kv_heads, config.head_dim
-                            ),
-                        ));
-                    }
-                }
-                if keys.dims() != values.dims() {
-                    return Err(misfit(artifact, "keys and values differ in shape".into()));
-                }
+                check_prefix(config, &keys, &values).map_err(|reason| misfit(artifact, reason))?;
                 let split = |t: &Tensor| -> Result<Vec<Tensor>, GenerationError> {
                     (0..config.num_layers).map(|l| Ok(t.get(l)?)).collect()
                 };
@@ -82,16 +63,7 @@ impl Steering {
                 let embeddings = tensors
                     .remove(SOFT_PROMPT)
                     .ok_or_else(|| misfit(artifact, format!("has no tensor {SOFT_PROMPT}")))?;
-                let dims = embeddings.dims();
-                if dims.len() != 2 || dims[1] != config.hidden_size || dims[0] == 0 {
-                    return Err(misfit(
-                        artifact,
-                        format!(
-                            "tensor {SOFT_PROMPT} has shape {dims:?}, the model needs [virtual_tokens, {}]",
-                            config.hidden_size
-                        ),
-                    ));
-                }
+                check_soft_prompt(config, &embeddings).map_err(|reason| misfit(artifact, reason))?;
                 Some(embeddings)
             }
             None => None,
@@ -112,6 +84,40 @@ impl Steering {
             None => Ok(KvCache::new(num_layers)),
         }
     }
+}
+
+/// `prefix_keys` and `prefix_values` fit `config`: `[layers, kv_heads, positions > 0, head_dim]`, equal.
+pub fn check_prefix(config: &LlamaConfig, keys: &Tensor, values: &Tensor) -> Result<(), String> {
+    for (name, tensor) in [(PREFIX_KEYS, keys), (PREFIX_VALUES, values)] {
+        let dims = tensor.dims();
+        let fits = dims.len() == 4
+            && dims[0] == config.num_layers
+            && dims[1] == config.num_kv_heads
+            && dims[3] == config.head_dim
+            && dims[2] > 0;
+        if !fits {
+            return Err(format!(
+                "tensor {name} has shape {dims:?}, the model needs [{}, {}, positions, {}]",
+                config.num_layers, config.num_kv_heads, config.head_dim
+            ));
+        }
+    }
+    if keys.dims() != values.dims() {
+        return Err("keys and values differ in shape".into());
+    }
+    Ok(())
+}
+
+/// `prompt_embeddings` fits `config`: `[virtual_tokens > 0, hidden]`.
+pub fn check_soft_prompt(config: &LlamaConfig, embeddings: &Tensor) -> Result<(), String> {
+    let dims = embeddings.dims();
+    if dims.len() != 2 || dims[1] != config.hidden_size || dims[0] == 0 {
+        return Err(format!(
+            "tensor {SOFT_PROMPT} has shape {dims:?}, the model needs [virtual_tokens, {}]",
+            config.hidden_size
+        ));
+    }
+    Ok(())
 }
 
 fn misfit(artifact: &ArtifactRef, reason: String) -> GenerationError {

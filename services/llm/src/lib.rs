@@ -5,6 +5,7 @@
 pub mod chat;
 pub mod config;
 mod error;
+mod frozen;
 pub mod gguf;
 pub mod loader;
 pub mod model;

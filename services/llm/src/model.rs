@@ -15,7 +15,7 @@ use candle_core::{D, DType, Device, Tensor};
 use crate::{
     LlmError,
     config::{LlamaConfig, RopeStyle},
-    weights::{Block, Weights},
+    weights::{Block, Pass, Weights},
 };
 
 /// Keys and values per layer, each `[batch, kv_heads, positions, head_dim]`.
@@ -39,7 +39,10 @@ impl KvCache {
             let (kv_heads, positions, head_dim) = k.dims3()?;
             len = positions;
             let shape = (batch, kv_heads, positions, head_dim);
-            layers.push(Some((k.unsqueeze(0)?.broadcast_as(shape)?, v.unsqueeze(0)?.broadcast_as(shape)?)));
+            // Materialised per sequence: appending to a stride-0 broadcast yields a layout the
+            // attention matmul cannot take.
+            let per_sequence = |t: &Tensor| t.unsqueeze(0)?.broadcast_as(shape)?.contiguous();
+            layers.push(Some((per_sequence(k)?, per_sequence(v)?)));
         }
         Ok(Self { layers, len })
     }
@@ -167,13 +170,20 @@ impl Llama {
         cache.len = start + tokens;
         let x = step.rms_norm(&x, &self.weights.norm)?;
         match options.logits {
-            LogitsAt::All => self.weights.lm_head.forward(&x, step.decode_step()),
+            LogitsAt::All => self.weights.lm_head.forward(&x, step.pass()),
             LogitsAt::Last => {
                 let last = x.narrow(1, tokens - 1, 1)?.squeeze(1)?;
-                self.weights.lm_head.forward(&last, step.decode_step())
+                self.weights.lm_head.forward(&last, step.pass())
             }
             LogitsAt::None => Ok(x),
         }
+    }
+
+    /// Logits for final hidden states (as [`LogitsAt::None`] returns them), `[..., hidden]` ->
+    /// `[..., vocab]`. Training asks only for the positions it scores: the LM head is the single
+    /// largest matrix of a small model.
+    pub fn logits(&self, hidden: &Tensor, differentiable: bool) -> Result<Tensor, LlmError> {
+        self.weights.lm_head.forward(hidden, if differentiable { Pass::Train } else { Pass::Prefill })
     }
 }
 
@@ -186,9 +196,14 @@ struct Step<'a> {
 }
 
 impl Step<'_> {
-    /// Single-token serving steps may use the quantized decode weights.
-    fn decode_step(&self) -> bool {
-        self.tokens == 1 && !self.differentiable
+    /// Single-token serving steps may use the quantized decode weights; training never computes a
+    /// weight gradient.
+    fn pass(&self) -> Pass {
+        match (self.differentiable, self.tokens) {
+            (true, _) => Pass::Train,
+            (false, 1) => Pass::Decode,
+            (false, _) => Pass::Prefill,
+        }
     }
 
     /// `[tokens, start + tokens]`: 0 where a query may attend, -inf after its own position. Cached
@@ -245,9 +260,9 @@ impl Step<'_> {
         let attn = self.attention(block, &self.rms_norm(x, &block.attn_norm)?, slot, mask)?;
         let x = (x + attn)?;
         let h = self.rms_norm(&x, &block.ffn_norm)?;
-        let decode = self.decode_step();
-        let gated = (block.gate.forward(&h, decode)?.silu()? * block.up.forward(&h, decode)?)?;
-        Ok((x + block.down.forward(&gated, decode)?)?)
+        let pass = self.pass();
+        let gated = (block.gate.forward(&h, pass)?.silu()? * block.up.forward(&h, pass)?)?;
+        Ok((x + block.down.forward(&gated, pass)?)?)
     }
 
     fn attention(
@@ -261,11 +276,11 @@ impl Step<'_> {
         let (batch, tokens, _) = x.dims3()?;
         let (heads, kv_heads, head_dim, group) =
             (config.num_heads, config.num_kv_heads, config.head_dim, config.kv_group());
-        let decode = self.decode_step();
+        let pass = self.pass();
         let split = |t: Tensor, n: usize| t.reshape((batch, tokens, n, head_dim))?.transpose(1, 2);
-        let q = self.rope(&split(block.q.forward(x, decode)?, heads)?)?;
-        let k = self.rope(&split(block.k.forward(x, decode)?, kv_heads)?)?;
-        let v = split(block.v.forward(x, decode)?, kv_heads)?.contiguous()?;
+        let q = self.rope(&split(block.q.forward(x, pass)?, heads)?)?;
+        let k = self.rope(&split(block.k.forward(x, pass)?, kv_heads)?)?;
+        let v = split(block.v.forward(x, pass)?, kv_heads)?.contiguous()?;
         let (k, v) = match slot.take() {
             Some((past_k, past_v)) => (Tensor::cat(&[&past_k, &k], 2)?, Tensor::cat(&[&past_v, &v], 2)?),
             None => (k, v),
@@ -289,6 +304,6 @@ impl Step<'_> {
             tokens,
             heads * head_dim,
         ))?;
-        block.o.forward(&attended, decode)
+        block.o.forward(&attended, pass)
     }
 }

@@ -13,7 +13,7 @@ use candle_core::{
     quantized::{GgmlDType, QMatMul, QTensor, gguf_file::Content},
 };
 
-use crate::{LlmError, config::LlamaConfig};
+use crate::{LlmError, config::LlamaConfig, frozen::FrozenMatmul};
 
 /// Which weights one-token decode steps multiply with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +31,18 @@ impl ServingFormat {
             Self::Q8_0 => "q8_0",
         }
     }
+}
+
+/// How a projection multiplies: chosen per forward call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Pass {
+    /// A one-token serving step: the quantized copy when there is one (decode is bound by memory
+    /// bandwidth, so fewer bytes per weight is what counts).
+    Decode,
+    /// Multi-token serving (prefill): the f32 gemm; nothing needs a backward pass.
+    Prefill,
+    /// Training: the f32 gemm, recording a backward pass to the input only (see [`FrozenMatmul`]).
+    Train,
 }
 
 /// A projection `y = x W^T (+ b)`.
@@ -53,14 +65,19 @@ impl Linear {
         Ok(Self { weight, bias, decode })
     }
 
-    /// `x`: `[..., in]`. `decode_step` selects the quantized copy when there is one.
-    pub fn forward(&self, x: &Tensor, decode_step: bool) -> Result<Tensor, LlmError> {
-        let y = match (&self.decode, decode_step) {
-            (Some(quantized), true) => x.apply(quantized)?,
+    /// `x`: `[..., in]`.
+    pub fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor, LlmError> {
+        let y = match (&self.decode, pass) {
+            (Some(quantized), Pass::Decode) => x.apply(quantized)?,
             _ => {
                 let dims = x.dims().to_vec();
                 let (rows, inner) = (x.elem_count() / dims[dims.len() - 1], dims[dims.len() - 1]);
-                let out = x.reshape((rows, inner))?.matmul(&self.weight.t()?)?;
+                let rows_x = x.reshape((rows, inner))?;
+                let out = if pass == Pass::Train {
+                    rows_x.contiguous()?.apply_op1(FrozenMatmul { weight: self.weight.clone() })?
+                } else {
+                    rows_x.matmul(&self.weight.t()?)?
+                };
                 let mut out_dims = dims;
                 let last = out_dims.len() - 1;
                 out_dims[last] = self.weight.dim(0)?;

@@ -1,0 +1,80 @@
+//! The training objective: mean negative log-likelihood of the answer tokens, given the steering and
+//! the prompt. Padding sits at the right of each sequence, so causal attention never lets a real
+//! token see it, and no padded position is scored.
+
+use candle_core::{Device, Tensor};
+use rudder_llm::{ForwardOptions, LoadedModel, LogitsAt};
+
+use super::{TrainError, data::TokenizedExample, params::SteeringTensors};
+
+/// Sum of NLL over the batch's answer tokens (a scalar tensor on the graph when `differentiable`),
+/// and how many tokens were scored.
+pub fn answer_nll(
+    model: &LoadedModel,
+    steering: &SteeringTensors,
+    batch: &[&TokenizedExample],
+    differentiable: bool,
+) -> Result<(Tensor, usize), TrainError> {
+    let config = model.model.config();
+    let width = batch.iter().map(|e| e.ids.len()).max().unwrap_or(0);
+    if batch.is_empty() || width == 0 {
+        return Err(TrainError::Internal("an empty batch".into()));
+    }
+    let pad = model.tokenizer.stop_ids.first().copied().unwrap_or(0);
+    let ids: Vec<u32> = batch
+        .iter()
+        .flat_map(|e| e.ids.iter().copied().chain(std::iter::repeat_n(pad, width - e.ids.len())))
+        .collect();
+    let ids = Tensor::from_vec(ids, (batch.len(), width), &Device::Cpu)?;
+    let mut embeds = model.model.embed(&ids)?;
+    let virtual_tokens = steering.virtual_tokens();
+    if let Some(soft) = &steering.soft_prompt {
+        let soft = soft.unsqueeze(0)?.broadcast_as((batch.len(), virtual_tokens, config.hidden_size))?;
+        embeds = Tensor::cat(&[&soft, &embeds], 1)?;
+    }
+    let mut cache = steering.start_cache(config.num_layers, batch.len())?;
+    let hidden = model.model.forward(
+        &embeds,
+        &mut cache,
+        ForwardOptions { logits: LogitsAt::None, differentiable },
+    )?;
+
+    // The hidden state at position p predicts token p + 1: score answer tokens only.
+    let sequence = virtual_tokens + width;
+    let mut rows = Vec::new();
+    let mut targets = Vec::new();
+    for (b, example) in batch.iter().enumerate() {
+        for t in example.answer_start..example.ids.len() {
+            rows.push((b * sequence + virtual_tokens + t - 1) as u32);
+            targets.push(example.ids[t]);
+        }
+    }
+    let scored = targets.len();
+    let selected = hidden
+        .reshape((batch.len() * sequence, config.hidden_size))?
+        .index_select(&Tensor::new(rows.as_slice(), &Device::Cpu)?, 0)?;
+    let logits = model.model.logits(&selected, differentiable)?;
+    let targets = Tensor::new(targets.as_slice(), &Device::Cpu)?;
+    let log_probs = candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1)?;
+    let nll = log_probs.gather(&targets.unsqueeze(1)?, 1)?.neg()?.sum_all()?;
+    Ok((nll, scored))
+}
+
+/// Mean NLL per answer token over `examples` (no gradients), in batches of `batch_size`.
+pub fn mean_nll(
+    model: &LoadedModel,
+    steering: &SteeringTensors,
+    examples: &[TokenizedExample],
+    batch_size: usize,
+) -> Result<f64, TrainError> {
+    let steering = steering.detached();
+    let (mut total, mut tokens) = (0.0f64, 0usize);
+    let mut order: Vec<&TokenizedExample> = examples.iter().collect();
+    order.sort_by_key(|e| e.ids.len());
+    for batch in order.chunks(batch_size.max(1)) {
+        let (nll, scored) = answer_nll(model, &steering, batch, false)?;
+        total += f64::from(nll.to_scalar::<f32>()?);
+        tokens += scored;
+    }
+    Ok(if tokens == 0 { f64::NAN } else { total / tokens as f64 })
+}

@@ -1,0 +1,172 @@
+//! The trainer end to end on the real SmolLM2 weights, kept tiny (a few steps on short sequences):
+//! a soft prompt and a prefix train, lower validation loss, leave the base weights untouched and
+//! write a complete artifact; a run is deterministic and resumes from its checkpoint; bad input
+//! gets a clear error and no artifact.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::{OnceLock, atomic::Ordering},
+};
+
+use rudder_llm::{LoadedModel, ServingFormat};
+use rudder_prompts::{
+    artifact,
+    train::{self, BadLines, HyperParameters, Kind, TrainError, TrainOptions, optim::AdamWConfig},
+};
+
+fn model() -> &'static LoadedModel {
+    static MODEL: OnceLock<LoadedModel> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        let dir = std::env::var_os("RUDDER_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/rudder/models")
+        });
+        let path = dir.join("llm/SmolLM2-135M-Instruct.Q4_1.gguf");
+        assert!(path.is_file(), "{} is missing: run `make models`", path.display());
+        LoadedModel::load_gguf(&path, ServingFormat::F32).expect("load SmolLM2")
+    })
+}
+
+/// Short examples with one easy pattern, so a handful of steps visibly lowers the loss.
+fn write_data(dir: &Path) -> PathBuf {
+    let items = ["boots", "tent", "jacket", "stove", "lamp", "rope", "gloves", "scarf"];
+    let lines: Vec<String> = items
+        .iter()
+        .map(|item| {
+            serde_json::json!({"messages": [
+                {"role": "user", "content": format!("Which colour is the {item}?")},
+                {"role": "assistant", "content": format!("The {item} is teal [1].")}
+            ]})
+            .to_string()
+        })
+        .collect();
+    let path = dir.join("train.jsonl");
+    std::fs::write(&path, lines.join("\n")).expect("write data");
+    path
+}
+
+fn hyper(steps: u64) -> HyperParameters {
+    HyperParameters {
+        virtual_tokens: 4,
+        prefix_positions: 3,
+        init: "text".into(),
+        init_text: Some("Answer briefly.".into()),
+        reparam_hidden: None,
+        learning_rate: 0.05,
+        warmup_steps: 1,
+        lr_floor: 0.5,
+        max_steps: steps,
+        batch_size: 2,
+        adamw: AdamWConfig::default(),
+        validation_fraction: 0.25,
+        eval_every: 2,
+        patience: 0,
+        checkpoint_every: 2,
+        seed: 11,
+        max_example_tokens: 256,
+    }
+}
+
+fn options(kind: Kind, data: &Path, out: &Path, hyper: HyperParameters) -> TrainOptions {
+    TrainOptions {
+        kind,
+        data: data.to_owned(),
+        out_dir: out.to_owned(),
+        system_text: "You are a shop assistant.".into(),
+        hyper,
+        fixed_companion: None,
+        bad_lines: BadLines::Stop,
+        resume: false,
+        command: "test".into(),
+        stop: train::stop_flag(),
+    }
+}
+
+#[test]
+fn a_soft_prompt_trains_lowers_validation_loss_and_writes_a_complete_artifact() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = write_data(dir.path());
+    let out = dir.path().join("soft");
+    let report = train::train(model(), &options(Kind::SoftPrompt, &data, &out, hyper(6))).expect("training");
+    let training = report.manifest.training.as_ref().expect("training record");
+    assert!(
+        training.validation_loss_after < training.validation_loss_before,
+        "validation loss {} -> {}",
+        training.validation_loss_before,
+        training.validation_loss_after
+    );
+    assert_eq!((training.steps, training.train_examples, training.validation_examples), (6, 6, 2));
+    assert_eq!(report.manifest.base_model_fingerprint, model().fingerprint);
+
+    let (manifest, tensors) = artifact::read(&out).expect("the artifact reads back");
+    assert_eq!(manifest, report.manifest);
+    assert_eq!(tensors[0].0, "prompt_embeddings");
+    assert_eq!(tensors[0].1.dims(), &[4, model().model.config().hidden_size]);
+    assert!(
+        std::fs::read_to_string(out.join(artifact::LOSS_CURVE_FILE)).expect("loss curve").contains("<svg")
+    );
+    assert!(!out.join("checkpoint").exists(), "the checkpoint is removed once the artifact is written");
+}
+
+#[test]
+fn a_prefix_with_a_reparameterisation_mlp_trains_into_plain_keys_and_values() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = write_data(dir.path());
+    let out = dir.path().join("prefix");
+    let hyper = HyperParameters { reparam_hidden: Some(16), learning_rate: 0.01, ..hyper(2) };
+    let report = train::train(model(), &options(Kind::Prefix, &data, &out, hyper)).expect("training");
+    let config = model().model.config();
+    let expected = vec![config.num_layers, config.num_kv_heads, 3, config.head_dim];
+    assert_eq!(report.manifest.tensors.get("prefix_keys"), Some(&expected));
+    assert_eq!(report.manifest.tensors.get("prefix_values"), Some(&expected));
+    assert_eq!(report.manifest.tensors.len(), 2, "the MLP is folded away: {:?}", report.manifest.tensors);
+}
+
+#[test]
+fn an_interrupted_run_resumes_to_the_same_result_as_an_uninterrupted_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = write_data(dir.path());
+    let straight = dir.path().join("straight");
+    train::train(model(), &options(Kind::SoftPrompt, &data, &straight, hyper(3))).expect("straight run");
+
+    let resumed = dir.path().join("resumed");
+    let interrupted = options(Kind::SoftPrompt, &data, &resumed, hyper(3));
+    interrupted.stop.store(true, Ordering::Relaxed);
+    let err = train::train(model(), &interrupted).expect_err("stopped");
+    assert!(matches!(err, TrainError::Interrupted { .. }), "{err}");
+    assert!(err.to_string().contains("--resume"), "{err}");
+
+    let again = options(Kind::SoftPrompt, &data, &resumed, hyper(3));
+    let err = train::train(model(), &again).expect_err("an unfinished run is not silently overwritten");
+    assert!(err.to_string().contains("pass --resume"), "{err}");
+
+    let other_run = TrainOptions { resume: true, ..options(Kind::SoftPrompt, &data, &resumed, hyper(4)) };
+    let err = train::train(model(), &other_run).expect_err("another run's checkpoint");
+    assert!(err.to_string().contains("belongs to another run"), "{err}");
+
+    let resume = TrainOptions { resume: true, ..options(Kind::SoftPrompt, &data, &resumed, hyper(3)) };
+    train::train(model(), &resume).expect("resumed run");
+    let (_, a) = artifact::read(&straight).expect("straight artifact");
+    let (_, b) = artifact::read(&resumed).expect("resumed artifact");
+    let (a, b) = (a[0].1.flatten_all().expect("flat"), b[0].1.flatten_all().expect("flat"));
+    assert_eq!(a.to_vec1::<f32>().expect("values"), b.to_vec1::<f32>().expect("values"));
+}
+
+#[test]
+fn bad_data_and_a_diverging_loss_get_clear_errors_and_no_artifact() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = write_data(dir.path());
+
+    let out = dir.path().join("too-long");
+    let short_limit = HyperParameters { max_example_tokens: 20, ..hyper(2) };
+    let err =
+        train::train(model(), &options(Kind::SoftPrompt, &data, &out, short_limit)).expect_err("too long");
+    assert!(err.to_string().contains("train.jsonl:1:") && err.to_string().contains("longer than"), "{err}");
+
+    let out = dir.path().join("diverged");
+    // A learning rate near f32's limit pushes prefix keys to infinity: the attention scores (and the
+    // loss) become NaN.
+    let huge_lr = HyperParameters { learning_rate: 3e38, lr_floor: 1.0, warmup_steps: 0, ..hyper(4) };
+    let err = train::train(model(), &options(Kind::Prefix, &data, &out, huge_lr)).expect_err("diverges");
+    assert!(matches!(err, TrainError::NonFinite { .. }), "{err}");
+    assert!(!out.join(artifact::MANIFEST_FILE).exists(), "no artifact after a diverged run");
+}
