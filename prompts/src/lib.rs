@@ -5,6 +5,7 @@
 
 pub mod artifact;
 pub mod eval;
+pub mod peft;
 pub mod plot;
 pub mod registry;
 pub mod train;

@@ -54,9 +54,7 @@ pub fn answer_nll(
         .reshape((batch.len() * sequence, config.hidden_size))?
         .index_select(&Tensor::new(rows.as_slice(), &Device::Cpu)?, 0)?;
     let logits = model.model.logits(&selected, differentiable)?;
-    let targets = Tensor::new(targets.as_slice(), &Device::Cpu)?;
-    let log_probs = candle_nn::ops::log_softmax(&logits, candle_core::D::Minus1)?;
-    let nll = log_probs.gather(&targets.unsqueeze(1)?, 1)?.neg()?.sum_all()?;
+    let nll = rudder_llm::token_nll(&logits, &targets)?.sum_all()?;
     Ok((nll, scored))
 }
 

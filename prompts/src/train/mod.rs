@@ -14,7 +14,7 @@ pub mod loss;
 pub mod optim;
 pub mod params;
 mod progress;
-pub(crate) mod rng;
+pub mod rng;
 
 use std::{
     path::{Path, PathBuf},

@@ -3,18 +3,20 @@
 //! - it continues from a [`KvCache`], which may start as a per-layer prefix of keys/values (prefix
 //!   tuning) and then holds everything computed so far (decode, and the per-bundle head cache);
 //! - it returns logits for every position, the last one, or none;
-//! - with `differentiable` it uses only ops that record a backward pass (candle's fused softmax, RMS
-//!   norm and rope kernels record none, so a gradient through them would silently be None); without it
-//!   it uses the fused kernels, which are faster.
+//! - with `differentiable` it uses ops that record a backward pass to the activations only (candle's
+//!   fused softmax, RMS norm and rope kernels record none, so a gradient through them would silently
+//!   be None; our own ops in `fused` wrap those kernels with closed-form input gradients); without it
+//!   it uses the fused kernels directly.
 //!
 //! Grouped-query attention folds the query heads of a group into rows instead of copying keys/values
 //! per query head, so decode reads each cached key/value once.
 
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 use crate::{
     LlmError,
     config::{LlamaConfig, RopeStyle},
+    fused,
     weights::{Block, Pass, Weights},
 };
 
@@ -222,32 +224,35 @@ impl Step<'_> {
     fn rms_norm(&self, x: &Tensor, weight: &Tensor) -> Result<Tensor, LlmError> {
         let eps = self.model.config.rms_norm_eps;
         if self.differentiable {
-            let mean_square = x.sqr()?.mean_keepdim(D::Minus1)?;
-            Ok(x.broadcast_div(&(mean_square + eps)?.sqrt()?)?.broadcast_mul(weight)?)
+            Ok(x.contiguous()?.apply_op1(fused::RmsNorm { weight: weight.clone(), eps: eps.into() })?)
         } else {
             Ok(candle_nn::ops::rms_norm(x, weight, eps as f32)?)
         }
     }
 
     fn rope(&self, x: &Tensor) -> Result<Tensor, LlmError> {
-        let cos = self.model.cos.narrow(0, self.start, self.tokens)?;
-        let sin = self.model.sin.narrow(0, self.start, self.tokens)?;
+        let cos = self.model.cos.narrow(0, self.start, self.tokens)?.contiguous()?;
+        let sin = self.model.sin.narrow(0, self.start, self.tokens)?.contiguous()?;
         let x = x.contiguous()?;
-        use candle_nn::rotary_emb::{rope, rope_i, rope_i_slow, rope_slow};
-        Ok(match (self.model.config.rope_style, self.differentiable) {
+        let style = self.model.config.rope_style;
+        use candle_nn::rotary_emb::{rope, rope_i};
+        Ok(match (style, self.differentiable) {
+            (_, true) => x.apply_op1(fused::Rope { cos, sin, style })?,
             (RopeStyle::Interleaved, false) => rope_i(&x, &cos, &sin)?,
-            (RopeStyle::Interleaved, true) => rope_i_slow(&x, &cos, &sin)?,
             (RopeStyle::Halves, false) => rope(&x, &cos, &sin)?,
-            (RopeStyle::Halves, true) => rope_slow(&x, &cos, &sin)?,
         })
     }
 
-    fn softmax(&self, x: &Tensor) -> Result<Tensor, LlmError> {
+    /// Attention weights: softmax over the masked scores `[b, kv, group, tokens, total]`.
+    fn attention_weights(&self, scores: &Tensor, mask: Option<&Tensor>) -> Result<Tensor, LlmError> {
         if self.differentiable {
-            Ok(candle_nn::ops::softmax(x, D::Minus1)?)
-        } else {
-            Ok(candle_nn::ops::softmax_last_dim(x)?)
+            return Ok(scores.contiguous()?.apply_op1(fused::MaskedSoftmax { mask: mask.cloned() })?);
         }
+        let masked = match mask {
+            Some(mask) => scores.broadcast_add(mask)?,
+            None => scores.clone(),
+        };
+        Ok(candle_nn::ops::softmax_last_dim(&masked)?)
     }
 
     fn block(
@@ -291,14 +296,10 @@ impl Step<'_> {
         // Query heads of one group share a key/value head: [b, kv, group * tokens, d].
         let q = q.reshape((batch, kv_heads, group * tokens, head_dim))?;
         let scores = (q.matmul(&k.t()?)? * (1.0 / (head_dim as f64).sqrt()))?;
-        let scores = match mask {
-            Some(mask) => scores
-                .reshape((batch, kv_heads, group, tokens, total))?
-                .broadcast_add(mask)?
-                .reshape((batch, kv_heads, group * tokens, total))?,
-            None => scores,
-        };
-        let attended = self.softmax(&scores)?.matmul(&v)?;
+        let weights = self
+            .attention_weights(&scores.reshape((batch, kv_heads, group, tokens, total))?, mask)?
+            .reshape((batch, kv_heads, group * tokens, total))?;
+        let attended = weights.matmul(&v)?;
         let attended = attended.reshape((batch, heads, tokens, head_dim))?.transpose(1, 2)?.reshape((
             batch,
             tokens,

@@ -156,3 +156,84 @@ fn sample_passages() -> Vec<Passage> {
         })
         .collect()
 }
+
+/// `rudder bench train`: one prompt-tuning step (20-token soft prompt, batch 8 x 148 text tokens,
+/// loss on the second half: forward with the differentiable ops, backward to the soft prompt only,
+/// AdamW) against an inference prefill of the same batch, measured in one run.
+pub fn train(files: &ModelFiles) -> anyhow::Result<()> {
+    use rudder_prompts::train::{
+        data::TokenizedExample,
+        loss,
+        optim::{AdamW, AdamWConfig},
+        params::{SoftPromptInit, Trainable},
+    };
+    const BATCH: usize = 8;
+    const SEQUENCE: usize = 148;
+    const VIRTUAL_TOKENS: usize = 20;
+    const REPEATS: usize = 3;
+
+    let model = LoadedModel::load_gguf(&files.path(ModelFiles::LLM_GGUF), ServingFormat::F32)?;
+    let text = model.tokenizer.encode(&format!("{SYSTEM_TEXT} {SYSTEM_TEXT} {SYSTEM_TEXT}"))?;
+    let examples: Vec<TokenizedExample> = (0..BATCH)
+        .map(|b| TokenizedExample {
+            ids: text.iter().cycle().skip(b * 7).take(SEQUENCE).copied().collect(),
+            answer_start: SEQUENCE / 2,
+        })
+        .collect();
+    let batch: Vec<&TokenizedExample> = examples.iter().collect();
+    let mut rng = rudder_prompts::train::rng::SplitMix64::new(7);
+    let trainable =
+        Trainable::soft_prompt(&model, VIRTUAL_TOKENS, &SoftPromptInit::Text(SYSTEM_TEXT.into()), &mut rng)?;
+    let mut adam = AdamW::new(AdamWConfig::default(), trainable.vars())?;
+
+    let prefill = || -> anyhow::Result<f64> {
+        let steering = trainable.steering()?.detached();
+        let started = Instant::now();
+        let ids: Vec<u32> = examples.iter().flat_map(|e| e.ids.iter().copied()).collect();
+        let embeds = model.model.embed(&Tensor::from_vec(ids, (BATCH, SEQUENCE), &Device::Cpu)?)?;
+        let soft = steering.soft_prompt.as_ref().map(|s| s.unsqueeze(0)).transpose()?;
+        let embeds = match soft {
+            Some(soft) => {
+                Tensor::cat(&[&soft.broadcast_as((BATCH, VIRTUAL_TOKENS, embeds.dim(2)?))?, &embeds], 1)?
+            }
+            None => embeds,
+        };
+        let mut cache = KvCache::new(model.model.config().num_layers);
+        model.model.forward(
+            &embeds,
+            &mut cache,
+            ForwardOptions { logits: LogitsAt::Last, differentiable: false },
+        )?;
+        Ok(started.elapsed().as_secs_f64())
+    };
+    let mut step = || -> anyhow::Result<f64> {
+        let started = Instant::now();
+        let (nll, scored) = loss::answer_nll(&model, &trainable.steering()?, &batch, true)?;
+        let grads = (nll / scored as f64)?.backward()?;
+        adam.step(trainable.vars(), &grads, 0.01)?;
+        Ok(started.elapsed().as_secs_f64())
+    };
+    // Interleaved, after one warm-up of each, so drift on a shared machine hits both alike.
+    prefill()?;
+    step()?;
+    let (mut prefill_s, mut step_s) = (Vec::new(), Vec::new());
+    for _ in 0..REPEATS {
+        prefill_s.push(prefill()?);
+        step_s.push(step()?);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (prefill_s, step_s) = (median(&mut prefill_s), median(&mut step_s));
+    let tokens = (BATCH * SEQUENCE) as f64;
+    println!(
+        "batch {BATCH} x {SEQUENCE} text tokens, {VIRTUAL_TOKENS}-token soft prompt, loss on {} answer tokens per row; median of {REPEATS}",
+        SEQUENCE / 2
+    );
+    println!("  inference prefill: {prefill_s:.2} s = {:.0} tokens/s", tokens / prefill_s);
+    println!("  training step:     {step_s:.2} s/step = {:.0} train tokens/s", tokens / step_s);
+    println!("  a training token costs {:.2}x a prefill token (target <= 2.5x)", step_s / prefill_s);
+    println!("peak RSS: {:.0} MiB", peak_rss_mib());
+    Ok(())
+}

@@ -1,4 +1,4 @@
-//! The command line: `rudder serve | status | config show | models verify`.
+//! The command line: `rudder serve | status | ingest | ask | prompts | config show | models verify | bench`.
 
 use crate::{ConfigFlags, RunningServer, grpc, layered_config, logging, preflight, status};
 use clap::{Parser, Subcommand};
@@ -41,6 +41,9 @@ pub enum Command {
     /// Model-file commands.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Prompt tuning: train, evaluate, import and export steering artifacts.
+    #[command(subcommand)]
+    Prompts(crate::prompts_cmd::PromptsCommand),
     /// Benchmarks (figures go into BENCHMARKS.md).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -48,6 +51,12 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// Cost of a training token against an inference prefill token (same model, same sequence
+    /// length, one run), s/step, train tokens/s and peak RSS.
+    Train {
+        #[command(flatten)]
+        config: ConfigFlags,
+    },
     /// Decode/prefill speed, time to first token with and without the head cache, bandwidth bound, RSS.
     Generate {
         #[command(flatten)]
@@ -85,6 +94,11 @@ impl Cli {
                 Ok(())
             }
             Command::Models(ModelsCommand::Verify { config }) => verify_models(&config),
+            Command::Prompts(command) => crate::prompts_cmd::run(command).await,
+            Command::Bench(BenchCommand::Train { config }) => {
+                let config = config.load()?;
+                crate::bench::train(&preflight::quick(&config.models.dir)?)
+            }
             Command::Bench(BenchCommand::Generate { config }) => {
                 let config = config.load()?;
                 crate::bench::generate(&preflight::quick(&config.models.dir)?)

@@ -9,6 +9,7 @@ pub mod ingest_cmd;
 pub mod layered_config;
 pub mod logging;
 pub mod preflight;
+pub mod prompts_cmd;
 pub mod status;
 
 pub use grpc::RunningServer;

@@ -1,0 +1,268 @@
+//! `rudder prompts eval`: on a region's held-out examples, compares (a) the untuned model, (b) the
+//! same guidance written as text into the system prompt, (c) the policy prefix alone, (d) the tone
+//! soft prompt alone and (e) both — on the NLL of the reference answers (teacher-forced) and on
+//! greedy answers scored for currency, British spelling, apologies, forbidden promises and
+//! citations. Greedy decoding with serving's repetition penalty: the result is deterministic.
+
+use std::path::PathBuf;
+
+use candle_core::{Device, Tensor};
+use rudder_generation::{Sampler, SamplingParams};
+use rudder_llm::{ForwardOptions, LoadedModel, LogitsAt};
+
+use super::metrics::{MetricTotals, RegionStyle, score_answer};
+use crate::{
+    artifact,
+    train::{
+        SteeringTensors, TrainError,
+        data::{self, BadLines, DataFile, Example},
+        loss,
+    },
+};
+
+/// What to compare.
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    pub region: String,
+    pub heldout: PathBuf,
+    /// The short system text the steering was trained under (variants a, c, d, e).
+    pub system_text: String,
+    /// The region's guidance written out as a system prompt (variant b).
+    pub guidance_text: String,
+    pub policy_prefix: Option<PathBuf>,
+    pub tone_soft_prompt: Option<PathBuf>,
+    pub max_new_tokens: usize,
+    /// Evaluate only the first N held-out examples (None: all).
+    pub limit: Option<usize>,
+}
+
+/// One variant's figures.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VariantResult {
+    /// "(a) untuned", ...
+    pub name: String,
+    /// Mean NLL per reference-answer token.
+    pub nll: f64,
+    pub currency_correctness: Option<f64>,
+    pub british_spelling: Option<f64>,
+    pub apology_rate: f64,
+    pub forbidden_promise_rate: f64,
+    pub citation_rate: f64,
+    pub examples: usize,
+    /// A few answers, for the reader to judge.
+    pub samples: Vec<String>,
+}
+
+struct Variant {
+    name: &'static str,
+    system_text: String,
+    steering: SteeringTensors,
+}
+
+pub fn evaluate(model: &LoadedModel, options: &EvalOptions) -> Result<Vec<VariantResult>, TrainError> {
+    let style = RegionStyle::for_region(&options.region).ok_or_else(|| {
+        TrainError::Config(format!("--region: no evaluation style for {:?} (us, uk, eu)", options.region))
+    })?;
+    let file = DataFile::read(&options.heldout, BadLines::Stop)?;
+    let examples: Vec<&Example> = file.examples.iter().take(options.limit.unwrap_or(usize::MAX)).collect();
+    let load = |path: &Option<PathBuf>| -> Result<Option<SteeringTensors>, TrainError> {
+        let Some(path) = path else { return Ok(None) };
+        let (manifest, tensors) = artifact::read(path)?;
+        if manifest.base_model_fingerprint != model.fingerprint {
+            return Err(TrainError::Config(format!(
+                "{}: trained on base model {}, this model is {}",
+                path.display(),
+                manifest.base_model_fingerprint,
+                model.fingerprint
+            )));
+        }
+        SteeringTensors::from_artifact(model, &tensors)
+            .map(Some)
+            .map_err(|reason| TrainError::Config(format!("{}: {reason}", path.display())))
+    };
+    let prefix = load(&options.policy_prefix)?;
+    let soft = load(&options.tone_soft_prompt)?;
+
+    let tuned = |steering: SteeringTensors, name| Variant {
+        name,
+        system_text: options.system_text.clone(),
+        steering,
+    };
+    let mut variants = vec![
+        tuned(SteeringTensors::default(), "(a) untuned"),
+        Variant {
+            name: "(b) guidance as text",
+            system_text: options.guidance_text.clone(),
+            steering: SteeringTensors::default(),
+        },
+    ];
+    if let Some(prefix) = &prefix {
+        variants.push(tuned(prefix.clone(), "(c) prefix"));
+    }
+    if let Some(soft) = &soft {
+        variants.push(tuned(soft.clone(), "(d) soft prompt"));
+    }
+    if let (Some(prefix), Some(soft)) = (&prefix, &soft) {
+        variants.push(tuned(soft.clone().with_fixed(prefix), "(e) prefix + soft prompt"));
+    }
+    variants.iter().map(|variant| evaluate_variant(model, variant, &examples, &style, options)).collect()
+}
+
+fn evaluate_variant(
+    model: &LoadedModel,
+    variant: &Variant,
+    examples: &[&Example],
+    style: &RegionStyle,
+    options: &EvalOptions,
+) -> Result<VariantResult, TrainError> {
+    let tokenized = examples
+        .iter()
+        .map(|e| {
+            data::tokenize(model, &variant.system_text, e).map_err(|reason| {
+                TrainError::Data(format!("{}:{}: {reason}", options.heldout.display(), e.line))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let nll = loss::mean_nll(model, &variant.steering, &tokenized, 8)?;
+    let mut totals = MetricTotals::new(style);
+    let mut samples = Vec::new();
+    for (example, tokens) in examples.iter().zip(&tokenized) {
+        let answer = greedy_answer(
+            model,
+            &variant.steering,
+            &tokens.ids[..tokens.answer_start],
+            options.max_new_tokens,
+        )?;
+        let passages = example.context.last().map_or(0, |turn| count_passages(&turn.content));
+        totals.add(&score_answer(&answer, style, &example.meta.forbidden, passages));
+        if samples.len() < 3 {
+            samples.push(answer);
+        }
+    }
+    eprintln!("evaluated {}: NLL {nll:.3}", variant.name);
+    Ok(VariantResult {
+        name: variant.name.to_owned(),
+        nll,
+        currency_correctness: totals.currency_correctness(),
+        british_spelling: totals.british_spelling(),
+        apology_rate: totals.apology_rate(),
+        forbidden_promise_rate: totals.forbidden_promise_rate(),
+        citation_rate: totals.citation_rate(),
+        examples: totals.count(),
+        samples,
+    })
+}
+
+/// Passages in a rendered user turn: lines that start with a `[n] ` marker.
+fn count_passages(user_turn: &str) -> usize {
+    user_turn
+        .lines()
+        .filter(|line| {
+            line.strip_prefix('[')
+                .and_then(|rest| rest.split_once("] "))
+                .is_some_and(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .count()
+}
+
+/// The steered model's greedy answer to `prompt` (token ids up to the generation prompt).
+fn greedy_answer(
+    model: &LoadedModel,
+    steering: &SteeringTensors,
+    prompt: &[u32],
+    max_new_tokens: usize,
+) -> Result<String, TrainError> {
+    let config = model.model.config();
+    let mut cache = steering.start_cache(config.num_layers, 1)?;
+    let text = model.model.embed(&Tensor::new(prompt, &Device::Cpu)?.unsqueeze(0)?)?;
+    let embeds = match &steering.soft_prompt {
+        Some(soft) => Tensor::cat(&[&soft.unsqueeze(0)?, &text], 1)?,
+        None => text,
+    };
+    let serve = ForwardOptions { logits: LogitsAt::Last, differentiable: false };
+    let mut logits: Vec<f32> = model.model.forward(&embeds, &mut cache, serve)?.squeeze(0)?.to_vec1()?;
+    let mut sampler = Sampler::new(SamplingParams {
+        max_tokens: max_new_tokens as u32,
+        temperature: 0.0,
+        top_p: 1.0,
+        top_k: 0,
+        seed: 0,
+        stop: Vec::new(),
+        repetition_penalty: rudder_core::GenerationDefaults::default().repetition_penalty,
+    });
+    let mut generated = Vec::new();
+    while generated.len() < max_new_tokens {
+        let next = sampler.next(&mut logits, &generated);
+        if model.tokenizer.is_stop(next) {
+            break;
+        }
+        generated.push(next);
+        let step = model.model.embed(&Tensor::new(&[next], &Device::Cpu)?.unsqueeze(0)?)?;
+        logits = model.model.forward(&step, &mut cache, serve)?.squeeze(0)?.to_vec1()?;
+    }
+    Ok(model.tokenizer.decode(&generated)?)
+}
+
+/// The comparison as a Markdown table.
+pub fn table(results: &[VariantResult]) -> String {
+    let rate = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{:.0}%", v * 100.0));
+    let mut out = String::from(
+        "| variant | NLL | currency ok | British spelling | apologies | forbidden promises | cites [n] | n |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for r in results {
+        out.push_str(&format!(
+            "| {} | {:.3} | {} | {} | {} | {} | {} | {} |\n",
+            r.name,
+            r.nll,
+            rate(r.currency_correctness),
+            rate(r.british_spelling),
+            rate(Some(r.apology_rate)),
+            rate(Some(r.forbidden_promise_rate)),
+            rate(Some(r.citation_rate)),
+            r.examples
+        ));
+    }
+    out
+}
+
+/// The comparison as a grouped bar chart (one group per metric, one bar per variant).
+pub fn chart(region: &str, results: &[VariantResult]) -> String {
+    let groups: Vec<String> =
+        ["NLL", "currency ok", "British spelling", "apologies", "forbidden promises", "cites [n]"]
+            .map(String::from)
+            .to_vec();
+    let series: Vec<(String, Vec<Option<f64>>)> = results
+        .iter()
+        .map(|r| {
+            (
+                r.name.clone(),
+                vec![
+                    Some(r.nll),
+                    r.currency_correctness,
+                    r.british_spelling,
+                    Some(r.apology_rate),
+                    Some(r.forbidden_promise_rate),
+                    Some(r.citation_rate),
+                ],
+            )
+        })
+        .collect();
+    crate::plot::bar_chart_svg(
+        &format!("rudder prompts eval — {region} held-out"),
+        &groups,
+        &series,
+        "value (rates 0–1; NLL in nats/token)",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passages_are_counted_by_their_markers() {
+        let turn = "Policy passages:\n\n[1] Returns § Window (version 2)\nText [2] inline.\n\n[2] Shipping\nMore.\n\nQuestion: x";
+        assert_eq!(count_passages(turn), 2);
+        assert_eq!(count_passages("Policy passages: none were found for this question.\n\nQuestion: x"), 0);
+    }
+}
