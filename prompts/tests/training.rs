@@ -2,6 +2,8 @@
 //! a soft prompt and a prefix train, lower validation loss, leave the base weights untouched and
 //! write a complete artifact; a run is deterministic and resumes from its checkpoint; bad input
 //! gets a clear error and no artifact.
+// A test binary: a panic here is a failing test, including in helpers outside #[test] functions.
+#![allow(clippy::expect_used)]
 
 use std::{
     path::{Path, PathBuf},

@@ -224,7 +224,7 @@ impl Step<'_> {
     fn rms_norm(&self, x: &Tensor, weight: &Tensor) -> Result<Tensor, LlmError> {
         let eps = self.model.config.rms_norm_eps;
         if self.differentiable {
-            Ok(x.contiguous()?.apply_op1(fused::RmsNorm { weight: weight.clone(), eps: eps.into() })?)
+            Ok(x.contiguous()?.apply_op1(fused::RmsNorm { weight: weight.clone(), eps })?)
         } else {
             Ok(candle_nn::ops::rms_norm(x, weight, eps as f32)?)
         }

@@ -43,7 +43,7 @@ pub enum Command {
     Models(ModelsCommand),
     /// Prompt tuning: train, evaluate, import and export steering artifacts.
     #[command(subcommand)]
-    Prompts(crate::prompts_cmd::PromptsCommand),
+    Prompts(Box<crate::prompts_cmd::PromptsCommand>),
     /// Benchmarks (figures go into BENCHMARKS.md).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -94,7 +94,7 @@ impl Cli {
                 Ok(())
             }
             Command::Models(ModelsCommand::Verify { config }) => verify_models(&config),
-            Command::Prompts(command) => crate::prompts_cmd::run(command).await,
+            Command::Prompts(command) => crate::prompts_cmd::run(*command).await,
             Command::Bench(BenchCommand::Train { config }) => {
                 let config = config.load()?;
                 crate::bench::train(&preflight::quick(&config.models.dir)?)

@@ -117,3 +117,46 @@ fn an_unknown_env_key_names_the_variable() {
     let err = stderr_of(&output);
     assert!(err.contains("RUDDER__SERVER__LISTN") && err.contains("listn"), "{err}");
 }
+
+#[test]
+fn prompts_train_reports_a_malformed_line_then_trains_exports_and_imports_a_soft_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    let system = dir.path().join("system.txt");
+    std::fs::write(&system, "You are a shop assistant.").unwrap();
+    let line = |item: &str| {
+        format!(
+            r#"{{"messages":[{{"role":"user","content":"Which colour is the {item}?"}},{{"role":"assistant","content":"The {item} is teal."}}]}}"#
+        )
+    };
+    let data = dir.path().join("train.jsonl");
+    std::fs::write(&data, format!("{}\n{{oops\n{}\n{}\n", line("tent"), line("boots"), line("lamp")))
+        .unwrap();
+    let out = dir.path().join("soft");
+    let train = |extra: &[&str]| {
+        let mut command = rudder(&["prompts", "train", "soft", "--virtual-tokens", "2", "--steps", "2"]);
+        command.args(["--batch-size", "2", "--eval-every", "1", "--validation-fraction", "0.3"]);
+        command.arg("--data").arg(&data).arg("--out").arg(&out).arg("--system-file").arg(&system);
+        command.args(extra).output().unwrap()
+    };
+
+    let refused = train(&[]);
+    assert!(!refused.status.success());
+    assert!(stderr_of(&refused).contains("train.jsonl:2:"), "{}", stderr_of(&refused));
+    assert!(!out.join("manifest.json").exists(), "nothing written for refused data");
+
+    let trained = train(&["--skip-bad-lines"]);
+    assert!(trained.status.success(), "{}", stderr_of(&trained));
+    assert!(stderr_of(&trained).contains("skipped") && stderr_of(&trained).contains("train.jsonl:2:"));
+    assert!(out.join("manifest.json").is_file() && out.join("loss.svg").is_file());
+
+    let peft = dir.path().join("peft");
+    let exported = rudder(&["prompts", "export-peft"]).arg(&out).arg("--out").arg(&peft).output().unwrap();
+    assert!(exported.status.success(), "{}", stderr_of(&exported));
+    let back = dir.path().join("back");
+    let imported = rudder(&["prompts", "import-peft"]).arg(&peft).arg("--out").arg(&back).output().unwrap();
+    assert!(imported.status.success(), "{}", stderr_of(&imported));
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(back.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["kind"], "soft-prompt");
+    assert_eq!(manifest["tensors"]["prompt_embeddings"], serde_json::json!([2, 576]));
+}
