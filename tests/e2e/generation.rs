@@ -58,7 +58,7 @@ async fn a_streamed_answer_starts_with_its_passages_and_ends_with_citations_and_
         };
         assert!(!started.request_id.is_empty());
         assert_eq!(started.passages.len(), 2, "both passages fit");
-        assert_eq!(started.bundle.as_ref().map(|b| (b.region.as_str(), b.version)), Some(("uk", 1)));
+        assert_eq!(started.bundle.as_ref().map(|b| (b.region.as_str(), b.version)), Some(("uk", 2)));
         let answer: String = events
             .iter()
             .filter_map(|e| if let Event::Delta(d) = e { Some(d.text.as_str()) } else { None })
@@ -91,6 +91,32 @@ async fn generate_once_answers_greedily_and_deterministically() -> anyhow::Resul
     let info = client.get_model_info(GetModelInfoRequest {}).await?.into_inner();
     assert!(info.fingerprint.starts_with("llama:"), "{}", info.fingerprint);
     assert_eq!((info.num_layers, info.hidden_size, info.serving_format.as_str()), (30, 576, "q8_0"));
+    server.server.shutdown().await
+}
+
+#[tokio::test]
+async fn the_tuned_bundle_steers_the_answer_and_a_request_may_name_the_untuned_version() -> anyhow::Result<()>
+{
+    let server = TestServer::start().await?;
+    let mut client = GenerationServiceClient::new(server.channel().await?);
+    // uk@2 (prompts/bundles/uk/v2) carries the trained prefix and soft prompt; uk@1 is text only.
+    let mut answer_of = async |request: GenerateRequest| -> anyhow::Result<(Option<u32>, String)> {
+        let mut stream = client.generate(request).await?.into_inner();
+        let (mut version, mut answer) = (None, String::new());
+        while let Some(event) = stream.message().await? {
+            match event.event {
+                Some(Event::Started(started)) => version = started.bundle.map(|b| b.version),
+                Some(Event::Delta(delta)) => answer.push_str(&delta.text),
+                _ => {}
+            }
+        }
+        Ok((version, answer))
+    };
+    let (tuned_version, tuned) = answer_of(uk_question(24)).await?;
+    let (untuned_version, untuned) =
+        answer_of(GenerateRequest { bundle_version: Some(1), ..uk_question(24) }).await?;
+    assert_eq!((tuned_version, untuned_version), (Some(2), Some(1)));
+    assert_ne!(tuned, untuned, "the steering changes what the model says");
     server.server.shutdown().await
 }
 
