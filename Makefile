@@ -3,7 +3,7 @@ SHELL := bash
 CARGO ?= cargo
 export RUDDER_MODELS_DIR ?= $(HOME)/.cache/rudder/models
 
-.PHONY: demo test models build lint fmt clean-models
+.PHONY: demo test models build lint fmt clean-models artifacts
 
 ## demo: fetch models, build, start the all-in-one server on the embedded store and run the main job
 demo: models build
@@ -20,6 +20,10 @@ models:
 
 build:
 	$(CARGO) build --locked -p rudder-server
+
+## artifacts: retrain and evaluate one region's shipped steering (make artifacts REGION=uk; ~15 min)
+artifacts: models build
+	RUDDER_BIN=target/debug/rudder bash prompts/train-region.sh $(REGION)
 
 ## lint: formatting and clippy, as reviewers expect them
 lint:

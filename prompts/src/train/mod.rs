@@ -168,6 +168,13 @@ pub struct TrainReport {
 pub fn train(model: &LoadedModel, options: &TrainOptions) -> Result<TrainReport, TrainError> {
     let hyper = &options.hyper;
     hyper.check(options.kind)?;
+    if options.out_dir.join(artifact::MANIFEST_FILE).exists() {
+        // Bundles reference artifacts by path: a published one must never change under them.
+        return Err(TrainError::Config(format!(
+            "{} already holds an artifact: train into another --out directory or delete it first",
+            options.out_dir.display()
+        )));
+    }
     let digest_before = model.weights_digest()?;
     let file = DataFile::read(&options.data, options.bad_lines)?;
     let fixed = load_companion(model, options.fixed_companion.as_deref())?;
