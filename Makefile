@@ -21,7 +21,8 @@ models:
 build:
 	$(CARGO) build --locked -p rudder-server
 
-## artifacts: retrain and evaluate one region's shipped steering (make artifacts REGION=uk; ~15 min)
+## artifacts: train and evaluate one region's steering (make artifacts REGION=uk; ~15 min); the trainer
+## never overwrites an artifact, so delete prompts/artifacts/$(REGION)/* first to retrain a shipped one
 artifacts: models build
 	RUDDER_BIN=target/debug/rudder bash prompts/train-region.sh $(REGION)
 

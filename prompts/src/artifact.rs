@@ -51,6 +51,12 @@ pub struct Training {
     pub validation_loss_before: f64,
     pub validation_loss_after: f64,
     pub steps: u64,
+    /// The step whose parameters the artifact holds (the best validation loss).
+    #[serde(default)]
+    pub best_step: Option<u64>,
+    /// An artifact held fixed while this one trained (`--with`).
+    #[serde(default)]
+    pub companion: Option<String>,
     pub wall_time_s: f64,
     pub train_tokens_per_s: f64,
     /// Why training ended: "max-steps" or "early-stopping".
@@ -170,7 +176,7 @@ pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ArtifactError>
     sync_and_rename(&tmp, path)
 }
 
-fn sync_and_rename(tmp: &Path, path: &Path) -> Result<(), ArtifactError> {
+pub(crate) fn sync_and_rename(tmp: &Path, path: &Path) -> Result<(), ArtifactError> {
     std::fs::File::open(tmp).and_then(|f| f.sync_all()).map_err(io(tmp))?;
     std::fs::rename(tmp, path).map_err(io(path))?;
     if let Some(parent) = path.parent() {

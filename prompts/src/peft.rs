@@ -85,7 +85,7 @@ pub fn export(artifact_dir: &Path, base: &BaseModel, out: &Path) -> Result<(), A
     let tmp = out.join(format!("{WEIGHTS_FILE}.tmp"));
     let map: HashMap<String, Tensor> = [(TENSOR.to_owned(), embeddings)].into_iter().collect();
     candle_core::safetensors::save(&map, &tmp).map_err(|err| invalid(&weights, err.to_string()))?;
-    std::fs::rename(&tmp, &weights).map_err(|source| ArtifactError::Io { path: weights.clone(), source })?;
+    artifact::sync_and_rename(&tmp, &weights)?;
     let json = serde_json::to_string_pretty(&config).map_err(|err| invalid(out, err.to_string()))?;
     write_file(&out.join(CONFIG_FILE), json.as_bytes())
 }
@@ -103,6 +103,12 @@ pub fn import(peft_dir: &Path, base: &BaseModel, out: &Path) -> Result<ArtifactM
             &config_path,
             format!("peft_type is {:?}; only PROMPT_TUNING imports", config.peft_type),
         ));
+    }
+    if config.num_virtual_tokens == 0 {
+        return Err(invalid(&config_path, "num_virtual_tokens is 0"));
+    }
+    if out.join(artifact::MANIFEST_FILE).exists() {
+        return Err(invalid(out, "already holds an artifact: import into another directory"));
     }
     if config.num_transformer_submodules.unwrap_or(1) != 1 {
         return Err(invalid(&config_path, "num_transformer_submodules must be 1 (a decoder-only model)"));

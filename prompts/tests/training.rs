@@ -80,6 +80,7 @@ fn options(kind: Kind, data: &Path, out: &Path, hyper: HyperParameters) -> Train
         resume: false,
         command: "test".into(),
         stop: train::stop_flag(),
+        pause_after: None,
     }
 }
 
@@ -138,24 +139,31 @@ fn an_interrupted_run_resumes_to_the_same_result_as_an_uninterrupted_one() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = write_data(dir.path());
     let straight = dir.path().join("straight");
-    train::train(model(), &options(Kind::SoftPrompt, &data, &straight, hyper(3))).expect("straight run");
+    train::train(model(), &options(Kind::SoftPrompt, &data, &straight, hyper(4))).expect("straight run");
 
+    // Paused after step 2 of 4: the checkpoint must carry parameters, the best parameters so far
+    // and the optimizer moments for the rest to come out bit-identical.
     let resumed = dir.path().join("resumed");
-    let interrupted = options(Kind::SoftPrompt, &data, &resumed, hyper(3));
-    interrupted.stop.store(true, Ordering::Relaxed);
-    let err = train::train(model(), &interrupted).expect_err("stopped");
-    assert!(matches!(err, TrainError::Interrupted { .. }), "{err}");
+    let paused =
+        TrainOptions { pause_after: Some(2), ..options(Kind::SoftPrompt, &data, &resumed, hyper(4)) };
+    let err = train::train(model(), &paused).expect_err("paused");
+    assert!(matches!(err, TrainError::Interrupted { step: 2, .. }), "{err}");
     assert!(err.to_string().contains("--resume"), "{err}");
 
-    let again = options(Kind::SoftPrompt, &data, &resumed, hyper(3));
+    let stopped = TrainOptions { resume: true, ..options(Kind::SoftPrompt, &data, &resumed, hyper(4)) };
+    stopped.stop.store(true, Ordering::Relaxed);
+    let err = train::train(model(), &stopped).expect_err("Ctrl-C before the next step");
+    assert!(matches!(err, TrainError::Interrupted { step: 2, .. }), "{err}");
+
+    let again = options(Kind::SoftPrompt, &data, &resumed, hyper(4));
     let err = train::train(model(), &again).expect_err("an unfinished run is not silently overwritten");
     assert!(err.to_string().contains("pass --resume"), "{err}");
 
-    let other_run = TrainOptions { resume: true, ..options(Kind::SoftPrompt, &data, &resumed, hyper(4)) };
+    let other_run = TrainOptions { resume: true, ..options(Kind::SoftPrompt, &data, &resumed, hyper(5)) };
     let err = train::train(model(), &other_run).expect_err("another run's checkpoint");
     assert!(err.to_string().contains("belongs to another run"), "{err}");
 
-    let resume = TrainOptions { resume: true, ..options(Kind::SoftPrompt, &data, &resumed, hyper(3)) };
+    let resume = TrainOptions { resume: true, ..options(Kind::SoftPrompt, &data, &resumed, hyper(4)) };
     train::train(model(), &resume).expect("resumed run");
     let (_, a) = artifact::read(&straight).expect("straight artifact");
     let (_, b) = artifact::read(&resumed).expect("resumed artifact");

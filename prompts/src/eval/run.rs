@@ -182,7 +182,7 @@ fn greedy_answer(
     let serve = ForwardOptions { logits: LogitsAt::Last, differentiable: false };
     let mut logits: Vec<f32> = model.model.forward(&embeds, &mut cache, serve)?.squeeze(0)?.to_vec1()?;
     let mut sampler = Sampler::new(SamplingParams {
-        max_tokens: max_new_tokens as u32,
+        max_tokens: u32::try_from(max_new_tokens).unwrap_or(u32::MAX),
         temperature: 0.0,
         top_p: 1.0,
         top_k: 0,
@@ -191,7 +191,8 @@ fn greedy_answer(
         repetition_penalty: rudder_core::GenerationDefaults::default().repetition_penalty,
     });
     let mut generated = Vec::new();
-    while generated.len() < max_new_tokens {
+    // Stop at the context limit too: a long answer is scored as far as it got.
+    while generated.len() < max_new_tokens && cache.len() < config.max_position {
         let next = sampler.next(&mut logits, &generated);
         if model.tokenizer.is_stop(next) {
             break;

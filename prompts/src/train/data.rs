@@ -22,6 +22,10 @@ pub struct ExampleMeta {
     /// Promises the answer must not make (lowercase phrases).
     #[serde(default)]
     pub forbidden: Vec<String>,
+    /// What the question asks, independent of wording: paraphrases share it, and the validation
+    /// split keeps each intent on one side (empty: the example is its own intent).
+    #[serde(default)]
+    pub intent: String,
 }
 
 /// One example as written in the file: the conversation up to the answer, and the answer.

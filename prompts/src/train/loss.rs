@@ -44,7 +44,8 @@ pub fn answer_nll(
     let mut rows = Vec::new();
     let mut targets = Vec::new();
     for (b, example) in batch.iter().enumerate() {
-        for t in example.answer_start..example.ids.len() {
+        // Position 0 has nothing before it to predict it from.
+        for t in example.answer_start.max(1)..example.ids.len() {
             rows.push((b * sequence + virtual_tokens + t - 1) as u32);
             targets.push(example.ids[t]);
         }

@@ -51,8 +51,10 @@ pub enum TrainError {
     Checkpoint(String),
     #[error(transparent)]
     Artifact(#[from] ArtifactError),
-    #[error("the training loss became {value} at step {step}: training stopped, no artifact written; {kept}")]
-    NonFinite { step: u64, value: f64, kept: String },
+    #[error(
+        "the training {what} became {value} at step {step}: training stopped, no artifact written; {kept}"
+    )]
+    NonFinite { step: u64, what: &'static str, value: f64, kept: String },
     #[error(
         "interrupted after step {step}: checkpoint saved in {dir}; run the same command with --resume to continue"
     )]
@@ -119,6 +121,27 @@ impl HyperParameters {
         if self.max_steps == 0 || self.batch_size == 0 || self.eval_every == 0 || self.checkpoint_every == 0 {
             return bad("--steps/--batch-size/--eval-every/--checkpoint-every", "must be at least 1");
         }
+        if !(0.0..=1.0).contains(&self.lr_floor) {
+            return bad("--lr-floor", "must be between 0 and 1");
+        }
+        if !(self.adamw.clip_norm.is_finite() && self.adamw.clip_norm > 0.0) {
+            return bad("--clip-norm", "must be a positive number");
+        }
+        if !(self.adamw.weight_decay.is_finite() && self.adamw.weight_decay >= 0.0) {
+            return bad("--weight-decay", "must be zero or positive");
+        }
+        // Bounds that keep every size computation far from overflow; real values are far smaller.
+        for (flag, value) in [
+            ("--virtual-tokens", self.virtual_tokens),
+            ("--prefix-positions", self.prefix_positions),
+            ("--reparam-hidden", self.reparam_hidden.unwrap_or(0)),
+            ("--batch-size", self.batch_size),
+            ("--max-example-tokens", self.max_example_tokens),
+        ] {
+            if value > 65_536 {
+                return bad(flag, "must be at most 65536");
+            }
+        }
         if !(self.validation_fraction > 0.0 && self.validation_fraction < 0.5) {
             return bad("--validation-fraction", "must be between 0 and 0.5");
         }
@@ -154,6 +177,8 @@ pub struct TrainOptions {
     pub command: String,
     /// Set (by Ctrl-C) to checkpoint and stop after the current step.
     pub stop: Arc<AtomicBool>,
+    /// Checkpoint and stop once this many steps are done (a time-boxed session; `--resume` goes on).
+    pub pause_after: Option<u64>,
 }
 
 /// What a finished run produced.
@@ -204,7 +229,8 @@ pub fn train(model: &LoadedModel, options: &TrainOptions) -> Result<TrainReport,
     let (elapsed_before, started) = (state.elapsed_s, Instant::now());
     let mut stopped_by = "max-steps";
     while state.step < hyper.max_steps {
-        if options.stop.load(Ordering::Relaxed) {
+        let pause = options.pause_after.is_some_and(|at| state.step >= at);
+        if pause || options.stop.load(Ordering::Relaxed) {
             progress.finish();
             save_checkpoint(&checkpoint_dir, &state, &trainable, &best, &adam)?;
             return Err(TrainError::Interrupted { step: state.step, dir: checkpoint_dir });
@@ -225,17 +251,26 @@ pub fn train(model: &LoadedModel, options: &TrainOptions) -> Result<TrainReport,
         let (nll, scored) = loss::answer_nll(model, &steering, &batch, true)?;
         let loss = (nll / scored as f64)?;
         let value = f64::from(loss.to_scalar::<f32>()?);
-        if !value.is_finite() {
+        let grads = if value.is_finite() { Some(loss.backward()?) } else { None };
+        let grad_norm = match &grads {
+            Some(grads) => adam.step(trainable.vars(), grads, lr)?,
+            None => f64::NAN,
+        };
+        if !(value.is_finite() && grad_norm.is_finite()) {
             progress.finish();
             let kept = if checkpoint::exists(&checkpoint_dir) {
                 format!("the last good checkpoint is kept in {}", checkpoint_dir.display())
             } else {
                 "no checkpoint had been written yet".to_owned()
             };
-            return Err(TrainError::NonFinite { step: state.step + 1, value, kept });
+            let what = if value.is_finite() { "gradient norm" } else { "loss" };
+            return Err(TrainError::NonFinite {
+                step: state.step + 1,
+                what,
+                value: if value.is_finite() { grad_norm } else { value },
+                kept,
+            });
         }
-        let grads = loss.backward()?;
-        adam.step(trainable.vars(), &grads, lr)?;
 
         state.step += 1;
         state.tokens_seen += batch.iter().map(|e| e.ids.len() as u64).sum::<u64>();
@@ -334,6 +369,7 @@ fn prepare_examples(
     let context = model.model.config().max_position.saturating_sub(steering_positions);
     let limit = hyper.max_example_tokens.min(context);
     let mut examples = Vec::with_capacity(file.examples.len());
+    let mut intents = Vec::with_capacity(file.examples.len());
     for example in &file.examples {
         let outcome = data::tokenize(model, &options.system_text, example).and_then(|t| {
             if t.ids.len() > limit {
@@ -343,7 +379,14 @@ fn prepare_examples(
             }
         });
         match (outcome, options.bad_lines) {
-            (Ok(tokenized), _) => examples.push(tokenized),
+            (Ok(tokenized), _) => {
+                examples.push(tokenized);
+                intents.push(if example.meta.intent.is_empty() {
+                    format!("line {}", example.line)
+                } else {
+                    example.meta.intent.clone()
+                });
+            }
             (Err(reason), BadLines::Stop) => {
                 return Err(TrainError::Data(format!("{}:{}: {reason}", file.path.display(), example.line)));
             }
@@ -359,15 +402,36 @@ fn prepare_examples(
             examples.len()
         )));
     }
-    let mut order: Vec<usize> = (0..examples.len()).collect();
-    rng::SplitMix64::new(hyper.seed ^ 0x5EED).shuffle(&mut order);
-    let validation_count =
-        ((examples.len() as f64 * hyper.validation_fraction).round() as usize).clamp(1, examples.len() - 1);
-    let mut validation = Vec::with_capacity(validation_count);
-    let mut train_set = Vec::with_capacity(examples.len() - validation_count);
-    for (rank, index) in order.into_iter().enumerate() {
-        let example = examples[index].clone();
-        if rank < validation_count { validation.push(example) } else { train_set.push(example) }
+    // Whole intents go to validation (in an order fixed by the seed) until it holds its share, so
+    // validation questions are not paraphrases of training ones.
+    let mut groups: std::collections::BTreeMap<&str, Vec<usize>> = std::collections::BTreeMap::new();
+    for (index, intent) in intents.iter().enumerate() {
+        groups.entry(intent.as_str()).or_default().push(index);
+    }
+    let mut groups: Vec<Vec<usize>> = groups.into_values().collect();
+    rng::SplitMix64::new(hyper.seed ^ 0x5EED).shuffle(&mut groups);
+    let wanted = ((examples.len() as f64 * hyper.validation_fraction).round() as usize).max(1);
+    let mut in_validation = vec![false; examples.len()];
+    let mut taken = 0;
+    for group in &groups {
+        if taken >= wanted || taken + group.len() >= examples.len() {
+            break;
+        }
+        for &index in group {
+            in_validation[index] = true;
+        }
+        taken += group.len();
+    }
+    if taken == 0 {
+        return Err(TrainError::Data(format!(
+            "{}: every example shares one intent; validation needs examples of another",
+            file.path.display()
+        )));
+    }
+    let (mut validation, mut train_set) =
+        (Vec::with_capacity(taken), Vec::with_capacity(examples.len() - taken));
+    for (example, held_out) in examples.into_iter().zip(in_validation) {
+        if held_out { validation.push(example) } else { train_set.push(example) }
     }
     Ok((train_set, validation))
 }
@@ -500,6 +564,8 @@ fn write_artifact(
             validation_loss_before: state.validation_loss_before,
             validation_loss_after: state.best_validation_loss,
             steps: state.step,
+            best_step: Some(state.best_step),
+            companion: options.fixed_companion.as_ref().map(|p| p.display().to_string()),
             wall_time_s: state.elapsed_s,
             train_tokens_per_s: state.tokens_seen as f64 / state.elapsed_s.max(1e-9),
             stopped_by: stopped_by.to_owned(),

@@ -40,7 +40,8 @@ impl AdamW {
         Ok(Self { config, moments, steps: 0 })
     }
 
-    /// One update at learning rate `lr`. Returns the gradient norm before clipping.
+    /// One update at learning rate `lr`. Returns the gradient norm before clipping; when it is not
+    /// finite nothing is updated.
     pub fn step(&mut self, vars: &[(String, Var)], grads: &GradStore, lr: f64) -> Result<f64, TrainError> {
         let gradients: Vec<Tensor> = vars
             .iter()
@@ -56,6 +57,10 @@ impl AdamW {
             squared += f64::from(g.sqr()?.sum_all()?.to_scalar::<f32>()?);
         }
         let norm = squared.sqrt();
+        if !norm.is_finite() {
+            // Leave parameters and moments as they were: the caller stops the run.
+            return Ok(norm);
+        }
         let scale = if norm > self.config.clip_norm { self.config.clip_norm / norm } else { 1.0 };
 
         self.steps += 1;

@@ -119,6 +119,9 @@ pub struct TrainArgs {
     /// Continue the unfinished run whose checkpoint is in `--out`.
     #[arg(long)]
     pub resume: bool,
+    /// Checkpoint and stop after this many steps in total (continue later with --resume).
+    #[arg(long)]
+    pub pause_after: Option<u64>,
     #[command(flatten)]
     pub config: ConfigFlags,
 }
@@ -238,7 +241,8 @@ async fn train_cmd(kind: Kind, args: TrainArgs) -> anyhow::Result<()> {
         fixed_companion: args.with.clone(),
         bad_lines: if args.skip_bad_lines { BadLines::Skip } else { BadLines::Stop },
         resume: args.resume,
-        command: std::env::args().collect::<Vec<_>>().join(" "),
+        pause_after: args.pause_after,
+        command: std::env::args_os().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" "),
         stop: train::stop_flag(),
     };
     let stop = options.stop.clone();
