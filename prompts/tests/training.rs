@@ -125,13 +125,23 @@ fn a_prefix_with_a_reparameterisation_mlp_trains_into_plain_keys_and_values() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data = write_data(dir.path());
     let out = dir.path().join("prefix");
-    let hyper = HyperParameters { reparam_hidden: Some(16), learning_rate: 0.01, ..hyper(2) };
-    let report = train::train(model(), &options(Kind::Prefix, &data, &out, hyper)).expect("training");
+    let with_mlp = HyperParameters { reparam_hidden: Some(16), learning_rate: 0.01, ..hyper(2) };
+    let report = train::train(model(), &options(Kind::Prefix, &data, &out, with_mlp)).expect("training");
     let config = model().model.config();
     let expected = vec![config.num_layers, config.num_kv_heads, 3, config.head_dim];
     assert_eq!(report.manifest.tensors.get("prefix_keys"), Some(&expected));
     assert_eq!(report.manifest.tensors.get("prefix_values"), Some(&expected));
     assert_eq!(report.manifest.tensors.len(), 2, "the MLP is folded away: {:?}", report.manifest.tensors);
+
+    // A soft prompt trained with that prefix held fixed records it as its companion.
+    let soft = dir.path().join("soft-on-prefix");
+    let with_prefix = TrainOptions {
+        fixed_companion: Some(out.clone()),
+        ..options(Kind::SoftPrompt, &data, &soft, hyper(2))
+    };
+    let report = train::train(model(), &with_prefix).expect("training on top of the prefix");
+    let training = report.manifest.training.expect("training record");
+    assert_eq!(training.companion, Some(out.display().to_string()));
 }
 
 #[test]

@@ -11,13 +11,10 @@ use rudder_generation::{Sampler, SamplingParams};
 use rudder_llm::{ForwardOptions, LoadedModel, LogitsAt};
 
 use super::metrics::{MetricTotals, RegionStyle, score_answer};
-use crate::{
-    artifact,
-    train::{
-        SteeringTensors, TrainError,
-        data::{self, BadLines, DataFile, Example},
-        loss,
-    },
+use crate::train::{
+    SteeringTensors, TrainError,
+    data::{self, BadLines, DataFile, Example},
+    loss,
 };
 
 /// What to compare.
@@ -66,19 +63,9 @@ pub fn evaluate(model: &LoadedModel, options: &EvalOptions) -> Result<Vec<Varian
     let file = DataFile::read(&options.heldout, BadLines::Stop)?;
     let examples: Vec<&Example> = file.examples.iter().take(options.limit.unwrap_or(usize::MAX)).collect();
     let load = |path: &Option<PathBuf>| -> Result<Option<SteeringTensors>, TrainError> {
-        let Some(path) = path else { return Ok(None) };
-        let (manifest, tensors) = artifact::read(path)?;
-        if manifest.base_model_fingerprint != model.fingerprint {
-            return Err(TrainError::Config(format!(
-                "{}: trained on base model {}, this model is {}",
-                path.display(),
-                manifest.base_model_fingerprint,
-                model.fingerprint
-            )));
-        }
-        SteeringTensors::from_artifact(model, &tensors)
-            .map(Some)
-            .map_err(|reason| TrainError::Config(format!("{}: {reason}", path.display())))
+        path.as_deref()
+            .map(|path| SteeringTensors::load(model, path).map(|(_, steering)| steering))
+            .transpose()
     };
     let prefix = load(&options.policy_prefix)?;
     let soft = load(&options.tone_soft_prompt)?;

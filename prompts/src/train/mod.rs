@@ -326,7 +326,8 @@ pub fn train(model: &LoadedModel, options: &TrainOptions) -> Result<TrainReport,
     Ok(TrainReport { artifact_dir: options.out_dir.clone(), manifest, skipped })
 }
 
-/// A fixed companion artifact: its steering, and a digest of its tensors (part of the run id).
+/// A fixed companion artifact: its steering, and a digest of its manifest (part of the run id: a
+/// retrained companion has a new manifest, so a checkpoint made with the old one is refused).
 struct Companion {
     steering: SteeringTensors,
     digest: String,
@@ -336,17 +337,7 @@ fn load_companion(model: &LoadedModel, path: Option<&Path>) -> Result<Companion,
     let Some(path) = path else {
         return Ok(Companion { steering: SteeringTensors::default(), digest: String::new() });
     };
-    let (manifest, tensors) = artifact::read(path)?;
-    if manifest.base_model_fingerprint != model.fingerprint {
-        return Err(TrainError::Config(format!(
-            "{}: trained on base model {}, this model is {}",
-            path.display(),
-            manifest.base_model_fingerprint,
-            model.fingerprint
-        )));
-    }
-    let steering = SteeringTensors::from_artifact(model, &tensors)
-        .map_err(|reason| TrainError::Config(format!("{}: {reason}", path.display())))?;
+    let (manifest, steering) = SteeringTensors::load(model, path)?;
     let digest = data::hex_sha256(serde_json::to_string(&manifest).unwrap_or_default().as_bytes());
     Ok(Companion { steering, digest })
 }

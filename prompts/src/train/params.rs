@@ -55,6 +55,26 @@ impl SteeringTensors {
         self.prefix.as_ref().map_or(0, |(k, _)| k.dims()[2])
     }
 
+    /// Reads the artifact at `path` (a directory or its tensors file) as steering for `model`:
+    /// refused when its manifest names another base model or its tensors do not fit.
+    pub fn load(
+        model: &LoadedModel,
+        path: &std::path::Path,
+    ) -> Result<(crate::artifact::ArtifactManifest, Self), TrainError> {
+        let (manifest, tensors) = crate::artifact::read(path)?;
+        if manifest.base_model_fingerprint != model.fingerprint {
+            return Err(TrainError::Config(format!(
+                "{}: trained on base model {}, this model is {}",
+                path.display(),
+                manifest.base_model_fingerprint,
+                model.fingerprint
+            )));
+        }
+        let steering = Self::from_artifact(model, &tensors)
+            .map_err(|reason| TrainError::Config(format!("{}: {reason}", path.display())))?;
+        Ok((manifest, steering))
+    }
+
     /// An artifact's tensors as steering, checked against `model` (shapes as serving checks them).
     pub fn from_artifact(model: &LoadedModel, tensors: &[(String, Tensor)]) -> Result<Self, String> {
         use rudder_generation::steering::{
