@@ -162,10 +162,7 @@ fn greedy_answer(
     let config = model.model.config();
     let mut cache = steering.start_cache(config.num_layers, 1)?;
     let text = model.model.embed(&Tensor::new(prompt, &Device::Cpu)?.unsqueeze(0)?)?;
-    let embeds = match &steering.soft_prompt {
-        Some(soft) => Tensor::cat(&[&soft.unsqueeze(0)?, &text], 1)?,
-        None => text,
-    };
+    let embeds = rudder_llm::prepend_soft_prompt(steering.soft_prompt.as_ref(), text)?;
     let serve = ForwardOptions { logits: LogitsAt::Last, differentiable: false };
     let mut logits: Vec<f32> = model.model.forward(&embeds, &mut cache, serve)?.squeeze(0)?.to_vec1()?;
     let mut sampler = Sampler::new(SamplingParams {

@@ -26,12 +26,8 @@ pub fn answer_nll(
         .flat_map(|e| e.ids.iter().copied().chain(std::iter::repeat_n(pad, width - e.ids.len())))
         .collect();
     let ids = Tensor::from_vec(ids, (batch.len(), width), &Device::Cpu)?;
-    let mut embeds = model.model.embed(&ids)?;
+    let embeds = rudder_llm::prepend_soft_prompt(steering.soft_prompt.as_ref(), model.model.embed(&ids)?)?;
     let virtual_tokens = steering.virtual_tokens();
-    if let Some(soft) = &steering.soft_prompt {
-        let soft = soft.unsqueeze(0)?.broadcast_as((batch.len(), virtual_tokens, config.hidden_size))?;
-        embeds = Tensor::cat(&[&soft, &embeds], 1)?;
-    }
     let mut cache = steering.start_cache(config.num_layers, batch.len())?;
     let hidden = model.model.forward(
         &embeds,

@@ -256,10 +256,7 @@ fn compute_head(
     let config = model.model.config();
     let mut cache = steering.start_cache(config.num_layers)?;
     let text = model.model.embed(&ids(head)?)?;
-    let embeds = match &steering.soft_prompt {
-        Some(soft) => Tensor::cat(&[&soft.unsqueeze(0)?, &text], 1)?,
-        None => text,
-    };
+    let embeds = rudder_llm::prepend_soft_prompt(steering.soft_prompt.as_ref(), text)?;
     model.model.forward(
         &embeds,
         &mut cache,

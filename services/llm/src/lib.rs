@@ -19,6 +19,6 @@ pub use error::LlmError;
 pub use fused::token_nll;
 pub use gguf::{GgufSummary, LlmFileError};
 pub use loader::LoadedModel;
-pub use model::{ForwardOptions, KvCache, Llama, LogitsAt};
+pub use model::{ForwardOptions, KvCache, Llama, LogitsAt, prepend_soft_prompt};
 pub use tokenizer::ModelTokenizer;
 pub use weights::ServingFormat;

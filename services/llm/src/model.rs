@@ -73,6 +73,15 @@ impl KvCache {
     }
 }
 
+/// `embeds` `[batch, tokens, hidden]` with the soft prompt's rows `[virtual_tokens, hidden]` in front
+/// of every sequence (prompt tuning's virtual tokens); `embeds` unchanged without one.
+pub fn prepend_soft_prompt(soft_prompt: Option<&Tensor>, embeds: Tensor) -> Result<Tensor, LlmError> {
+    let Some(soft) = soft_prompt else { return Ok(embeds) };
+    let (batch, _, hidden) = embeds.dims3()?;
+    let rows = soft.unsqueeze(0)?.broadcast_as((batch, soft.dim(0)?, hidden))?;
+    Ok(Tensor::cat(&[&rows, &embeds], 1)?)
+}
+
 /// Which positions get logits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogitsAt {

@@ -191,13 +191,7 @@ pub fn train(files: &ModelFiles) -> anyhow::Result<()> {
         let started = Instant::now();
         let ids: Vec<u32> = examples.iter().flat_map(|e| e.ids.iter().copied()).collect();
         let embeds = model.model.embed(&Tensor::from_vec(ids, (BATCH, SEQUENCE), &Device::Cpu)?)?;
-        let soft = steering.soft_prompt.as_ref().map(|s| s.unsqueeze(0)).transpose()?;
-        let embeds = match soft {
-            Some(soft) => {
-                Tensor::cat(&[&soft.broadcast_as((BATCH, VIRTUAL_TOKENS, embeds.dim(2)?))?, &embeds], 1)?
-            }
-            None => embeds,
-        };
+        let embeds = rudder_llm::prepend_soft_prompt(steering.soft_prompt.as_ref(), embeds)?;
         let mut cache = KvCache::new(model.model.config().num_layers);
         model.model.forward(
             &embeds,
