@@ -18,7 +18,8 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Starts the all-in-one server on a free loopback port.
+    /// Starts the all-in-one server on a free loopback port. Evaluations (the activation gate) cover
+    /// two held-out examples with short answers, so tests that run them stay quick.
     pub async fn start() -> anyhow::Result<Self> {
         let data_dir = tempfile::tempdir()?;
         let flags = ConfigFlags {
@@ -28,8 +29,20 @@ impl TestServer {
         };
         let mut config = flags.load()?;
         config.prompts.bundles_dir = workspace_root().join("prompts/bundles");
+        config.prompts.eval_data_dir = workspace_root().join("prompts/data");
+        config.prompts.eval_limit = 2;
+        config.prompts.eval_max_new_tokens = 12;
         let server = RunningServer::start(&config).await?;
         Ok(Self { server, config, _data_dir: data_dir })
+    }
+
+    /// Stops the server and starts a new one on the same data directory (and a new port).
+    pub async fn restart(self) -> anyhow::Result<Self> {
+        let Self { server, mut config, _data_dir } = self;
+        server.shutdown().await?;
+        config.server.listen = "127.0.0.1:0".parse()?;
+        let server = RunningServer::start(&config).await?;
+        Ok(Self { server, config, _data_dir })
     }
 
     pub fn url(&self) -> String {

@@ -7,6 +7,13 @@ use tonic::{Code, Status};
 
 use crate::v1;
 
+/// A `google.protobuf.Timestamp` from an RFC 3339 UTC string as rudder stores them; None if empty or
+/// malformed.
+pub fn timestamp(rfc3339: &str) -> Option<prost_types::Timestamp> {
+    let seconds = rudder_core::time::parse_rfc3339(rfc3339)?;
+    Some(prost_types::Timestamp { seconds: i64::try_from(seconds).ok()?, nanos: 0 })
+}
+
 /// The gRPC status a service error answers with.
 pub fn status(err: ServiceError) -> Status {
     let code = match &err {

@@ -4,7 +4,7 @@
 
 pub mod convert;
 
-pub use convert::status;
+pub use convert::{status, timestamp};
 
 /// `rudder.v1`: the generated messages, `*_client` and `*_server` modules.
 #[allow(clippy::all, missing_debug_implementations)]

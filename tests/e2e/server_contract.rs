@@ -1,10 +1,6 @@
 //! The all-in-one server speaks the contract a stock gRPC client expects: health, reflection v1 and
-//! v1alpha listing the four rudder services, and UNIMPLEMENTED for services not built yet.
+//! v1alpha listing the four rudder services.
 
-use rudder_proto::v1::{
-    ListBundlesRequest, SubmitFeedbackRequest, generation_service_client::GenerationServiceClient,
-    prompt_service_client::PromptServiceClient,
-};
 use rudder_server::status;
 use rudder_tests::TestServer;
 use tonic_health::pb::{
@@ -37,22 +33,6 @@ async fn reflection_v1_and_v1alpha_list_the_four_services() -> anyhow::Result<()
         }
         assert!(listed.iter().any(|name| name == "grpc.health.v1.Health"), "{listed:?}");
     }
-    server.server.shutdown().await
-}
-
-#[tokio::test]
-async fn services_not_built_yet_answer_unimplemented() -> anyhow::Result<()> {
-    let server = TestServer::start().await?;
-    let channel = server.channel().await?;
-    let codes = [
-        GenerationServiceClient::new(channel.clone())
-            .submit_feedback(SubmitFeedbackRequest::default())
-            .await
-            .err(),
-        PromptServiceClient::new(channel).list_bundles(ListBundlesRequest::default()).await.err(),
-    ]
-    .map(|status| status.map(|s| s.code()));
-    assert_eq!(codes, [Some(tonic::Code::Unimplemented); 2]);
     server.server.shutdown().await
 }
 

@@ -95,6 +95,67 @@ pub fn evaluate(model: &LoadedModel, options: &EvalOptions) -> Result<Vec<Varian
     variants.iter().map(|variant| evaluate_variant(model, variant, &examples, &style, options)).collect()
 }
 
+/// One bundle version on a region's held-out set: its system text with its prefix and soft prompt,
+/// scored as the variants above (what the activation gate compares).
+pub fn evaluate_bundle(
+    model: &LoadedModel,
+    bundle: &rudder_core::Bundle,
+    heldout: &std::path::Path,
+    limit: Option<usize>,
+    max_new_tokens: usize,
+) -> Result<VariantResult, TrainError> {
+    let style = RegionStyle::for_region(&bundle.key.region).ok_or_else(|| {
+        TrainError::Config(format!("no evaluation style for region {:?} (us, uk, eu)", bundle.key.region))
+    })?;
+    let file = DataFile::read(heldout, BadLines::Stop)?;
+    let examples: Vec<&Example> = file.examples.iter().take(limit.unwrap_or(usize::MAX)).collect();
+    let load =
+        |artifact: &Option<rudder_core::bundle::ArtifactRef>| -> Result<Option<SteeringTensors>, TrainError> {
+            artifact
+                .as_ref()
+                .map(|a| SteeringTensors::load(model, &a.path).map(|(_, steering)| steering))
+                .transpose()
+        };
+    let steering = match (load(&bundle.policy_prefix)?, load(&bundle.tone_soft_prompt)?) {
+        (Some(prefix), Some(soft)) => soft.with_fixed(&prefix),
+        (Some(only), None) | (None, Some(only)) => only,
+        (None, None) => SteeringTensors::default(),
+    };
+    let variant = Variant { name: "bundle", system_text: bundle.system_text.clone(), steering };
+    let options = EvalOptions {
+        region: bundle.key.region.clone(),
+        heldout: heldout.to_owned(),
+        system_text: bundle.system_text.clone(),
+        guidance_text: String::new(),
+        policy_prefix: None,
+        tone_soft_prompt: None,
+        max_new_tokens,
+        limit,
+    };
+    let mut result = evaluate_variant(model, &variant, &examples, &style, &options)?;
+    result.name = bundle.id();
+    Ok(result)
+}
+
+impl VariantResult {
+    /// The figures by the metric names PromptService reports and the gate compares.
+    pub fn metrics(&self) -> std::collections::BTreeMap<String, f64> {
+        let mut metrics = std::collections::BTreeMap::from([
+            ("heldout_nll".to_owned(), self.nll),
+            ("apology_rate".to_owned(), self.apology_rate),
+            ("forbidden_promise_rate".to_owned(), self.forbidden_promise_rate),
+            ("citation_rate".to_owned(), self.citation_rate),
+        ]);
+        if let Some(v) = self.currency_correctness {
+            metrics.insert("currency_correct".to_owned(), v);
+        }
+        if let Some(v) = self.british_spelling {
+            metrics.insert("british_spelling".to_owned(), v);
+        }
+        metrics
+    }
+}
+
 fn evaluate_variant(
     model: &LoadedModel,
     variant: &Variant,

@@ -69,6 +69,15 @@ impl Bundle {
     }
 }
 
+/// How one request on a bundle version went, for that version's traffic counters (A/B comparison).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Served {
+    pub ok: bool,
+    /// From receipt to the last event.
+    pub latency: std::time::Duration,
+    pub time_to_first_token: Option<std::time::Duration>,
+}
+
 /// Resolves a region/brand to the bundle version that serves it (the seam between generation and the
 /// bundle registry).
 pub trait BundleRegistry: Send + Sync + std::fmt::Debug {
@@ -78,4 +87,19 @@ pub trait BundleRegistry: Send + Sync + std::fmt::Debug {
         key: &BundleKey,
         version: Option<u32>,
     ) -> Result<std::sync::Arc<Bundle>, crate::ServiceError>;
+
+    /// The version one request is served by: `pinned` when the request names one, otherwise the
+    /// active version — or the A/B candidate, for the share of conversations assigned to it (the
+    /// same `conversation_id` always lands on the same side).
+    fn route(
+        &self,
+        key: &BundleKey,
+        pinned: Option<u32>,
+        _conversation_id: &str,
+    ) -> Result<std::sync::Arc<Bundle>, crate::ServiceError> {
+        self.resolve(key, pinned)
+    }
+
+    /// Counts a request served by `bundle` (registries without traffic counters ignore it).
+    fn record(&self, _bundle: &Bundle, _served: Served) {}
 }

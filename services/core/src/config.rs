@@ -39,8 +39,17 @@ pub enum ServingFormatName {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PromptsConfig {
-    /// Region bundles: `<dir>/<region>[/<brand>]/v<N>/bundle.toml`.
+    /// Shipped region bundles (read only): `<dir>/<region>[/<brand>]/v<N>/bundle.toml`.
     pub bundles_dir: PathBuf,
+    /// `<dir>/<region>/heldout.jsonl`: what the evaluation gate runs on.
+    pub eval_data_dir: PathBuf,
+    /// Held-out examples per evaluation; 0 for all.
+    pub eval_limit: usize,
+    pub eval_max_new_tokens: usize,
+    /// Seconds between checks for bundle files changed on disk; 0 turns watching off.
+    pub watch_interval_secs: u64,
+    /// Served answers remembered for feedback.
+    pub feedback_recent_answers: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -10,6 +10,7 @@ pub mod models;
 pub mod passage;
 pub mod secret;
 pub mod store;
+pub mod time;
 
 pub use bundle::{Bundle, BundleKey, BundleRegistry, GenerationDefaults};
 pub use config::Config;

@@ -7,7 +7,7 @@ use std::{future::Future, pin::Pin};
 use crate::ServiceError;
 
 /// A passage of a policy document, as given to the model (numbered `[1]..[k]` in order).
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Passage {
     pub doc_id: String,
     pub version: String,

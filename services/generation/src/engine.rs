@@ -5,7 +5,7 @@
 //! cancelled, deadline passed) decoding stops before the next token.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -86,10 +86,19 @@ pub enum EngineEvent {
     Failed(Arc<GenerationError>),
 }
 
+/// Work with the model that is not a generation request (an evaluation run), done on the worker
+/// thread between requests; it gets the model to itself while it runs.
+pub type ExclusiveWork = Box<dyn FnOnce(&LoadedModel) + Send>;
+
+enum Work {
+    Generate(GenerationJob),
+    Exclusive(ExclusiveWork),
+}
+
 /// Handle to the worker thread.
 #[derive(Debug, Clone)]
 pub struct Engine {
-    jobs: mpsc::Sender<GenerationJob>,
+    jobs: mpsc::Sender<Work>,
     info: Arc<ModelInfo>,
     capacity: usize,
 }
@@ -104,8 +113,12 @@ impl Engine {
             serving_format: model.format.name(),
         });
         let (jobs, queue) = mpsc::channel(config.queue_capacity.max(1));
-        let worker =
-            Worker { model, heads: HeadCache::new(config.head_cache_bytes), steering: HashMap::new() };
+        let worker = Worker {
+            model,
+            heads: HeadCache::new(config.head_cache_bytes),
+            steering: HashMap::new(),
+            steering_order: VecDeque::new(),
+        };
         std::thread::Builder::new()
             .name("rudder-model".into())
             .spawn(move || worker.run(queue))
@@ -115,7 +128,24 @@ impl Engine {
 
     /// Queues a job, or refuses it at once when the queue is full.
     pub fn submit(&self, job: GenerationJob) -> Result<(), GenerationError> {
-        self.jobs.try_send(job).map_err(|err| match err {
+        self.queue(Work::Generate(job))
+    }
+
+    /// Runs `work` with the model on the worker thread once the jobs queued before it are done, and
+    /// returns its result. Queued like a request, so a full queue refuses it the same way.
+    pub async fn run_exclusive<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&LoadedModel) -> T + Send + 'static,
+    ) -> Result<T, GenerationError> {
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.queue(Work::Exclusive(Box::new(move |model| {
+            let _ = done.send(work(model));
+        })))?;
+        result.await.map_err(|_| GenerationError::WorkerGone)
+    }
+
+    fn queue(&self, work: Work) -> Result<(), GenerationError> {
+        self.jobs.try_send(work).map_err(|err| match err {
             mpsc::error::TrySendError::Full(_) => GenerationError::QueueFull { capacity: self.capacity },
             mpsc::error::TrySendError::Closed(_) => GenerationError::WorkerGone,
         })
@@ -129,13 +159,26 @@ impl Engine {
 struct Worker {
     model: LoadedModel,
     heads: HeadCache,
-    /// Loaded steering per bundle id@version (versions are immutable).
+    /// Loaded steering per bundle id@version (versions are immutable), the most recent
+    /// [`STEERING_KEPT`] of them.
     steering: HashMap<String, Arc<Steering>>,
+    steering_order: VecDeque<String>,
 }
 
+/// Bundle versions whose loaded steering stays in memory (each is well under a megabyte for the
+/// shipped model; the bound matters once many versions are published).
+const STEERING_KEPT: usize = 32;
+
 impl Worker {
-    fn run(mut self, mut queue: mpsc::Receiver<GenerationJob>) {
-        while let Some(job) = queue.blocking_recv() {
+    fn run(mut self, mut queue: mpsc::Receiver<Work>) {
+        while let Some(work) = queue.blocking_recv() {
+            let job = match work {
+                Work::Generate(job) => job,
+                Work::Exclusive(work) => {
+                    work(&self.model);
+                    continue;
+                }
+            };
             let events = job.events.clone();
             if events.is_closed() {
                 continue; // the client left while the job waited
@@ -153,6 +196,12 @@ impl Worker {
         }
         let steering = Arc::new(Steering::load(bundle, &self.model)?);
         self.steering.insert(bundle.id(), Arc::clone(&steering));
+        self.steering_order.push_back(bundle.id());
+        while self.steering_order.len() > STEERING_KEPT {
+            if let Some(oldest) = self.steering_order.pop_front() {
+                self.steering.remove(&oldest);
+            }
+        }
         Ok(steering)
     }
 

@@ -55,7 +55,8 @@ pub fn passage_block(marker: usize, passage: &Passage) -> String {
     format!("[{marker}] {heading}\n{}", passage.text.trim())
 }
 
-fn user_turn(passages: &[Passage], question: &str) -> String {
+/// The user turn: the numbered passages, then the question (training examples are written the same way).
+pub fn user_turn(passages: &[Passage], question: &str) -> String {
     if passages.is_empty() {
         return format!("Policy passages: none were found for this question.\n\nQuestion: {question}");
     }

@@ -7,6 +7,7 @@ use std::{sync::Arc, time::Instant};
 
 use rudder_core::{
     Bundle, BundleKey, BundleRegistry, ServiceError,
+    bundle::Served,
     passage::{PassageQuery, PassageSource, cited},
 };
 use rudder_llm::{Message, Role};
@@ -16,7 +17,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::instrument;
 
-use crate::{Engine, EngineEvent, FinishReason, GenerationJob, SamplingParams};
+use crate::{
+    Engine, EngineEvent, FinishReason, GenerationJob, SamplingParams,
+    feedback::{FeedbackBook, FeedbackEntry, FeedbackFilter, NewFeedback, Rating, ServedAnswer, Turn},
+};
 
 /// Longest question accepted, in characters (about 1,000 tokens).
 pub const MAX_QUESTION_CHARS: usize = 4000;
@@ -29,11 +33,21 @@ pub struct GenerationServiceImpl {
     engine: Engine,
     bundles: Arc<dyn BundleRegistry>,
     retrieval: Arc<dyn PassageSource>,
+    feedback: Arc<FeedbackBook>,
 }
 
 impl GenerationServiceImpl {
-    pub fn new(engine: Engine, bundles: Arc<dyn BundleRegistry>, retrieval: Arc<dyn PassageSource>) -> Self {
-        Self { engine, bundles, retrieval }
+    pub fn new(
+        engine: Engine,
+        bundles: Arc<dyn BundleRegistry>,
+        retrieval: Arc<dyn PassageSource>,
+        feedback: Arc<FeedbackBook>,
+    ) -> Self {
+        Self { engine, bundles, retrieval, feedback }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// Validation, bundle, passages, queueing: everything before the first token.
@@ -44,7 +58,10 @@ impl GenerationServiceImpl {
         let received_at = Instant::now();
         let valid = ValidGenerate::new(request, self.engine.info().config.max_position)?;
         let key = BundleKey { region: valid.region.clone(), brand: valid.brand.clone() };
-        let bundle = self.bundles.resolve(&key, valid.bundle_version)?;
+        // Without a conversation id the request is its own conversation for the A/B split.
+        let conversation =
+            if valid.conversation_id.is_empty() { &valid.request_id } else { &valid.conversation_id };
+        let bundle = self.bundles.route(&key, valid.bundle_version, conversation)?;
         let params = valid.sampling(&bundle);
         let retrieval_started = Instant::now();
         let (passages, retrieval_skipped) = if !valid.passages.is_empty() {
@@ -79,7 +96,31 @@ impl GenerationServiceImpl {
             events,
         };
         self.engine.submit(job).map_err(ServiceError::from)?;
-        Ok((Started { request_id: valid.request_id, bundle, retrieval_ms, retrieval_skipped }, receiver))
+        let served = ServedAnswer {
+            request_id: valid.request_id.clone(),
+            conversation_id: valid.conversation_id.clone(),
+            region: valid.region.clone(),
+            brand: valid.brand.clone(),
+            bundle_version: bundle.version,
+            history: valid
+                .history
+                .iter()
+                .map(|m| Turn { role: m.role.as_str().to_owned(), content: m.content.clone() })
+                .collect(),
+            question: valid.question.clone(),
+            passages: Vec::new(),
+            answer: String::new(),
+        };
+        let ledger = Ledger {
+            bundles: Arc::clone(&self.bundles),
+            feedback: Arc::clone(&self.feedback),
+            received_at,
+            served,
+        };
+        Ok((
+            Started { request_id: valid.request_id, bundle, retrieval_ms, retrieval_skipped, ledger },
+            receiver,
+        ))
     }
 }
 
@@ -90,6 +131,41 @@ struct Started {
     bundle: Arc<Bundle>,
     retrieval_ms: u64,
     retrieval_skipped: bool,
+    ledger: Ledger,
+}
+
+/// Where a finished request is written down: the bundle version's traffic counters, and the answers
+/// remembered for feedback.
+#[derive(Debug, Clone)]
+struct Ledger {
+    bundles: Arc<dyn BundleRegistry>,
+    feedback: Arc<FeedbackBook>,
+    received_at: Instant,
+    served: ServedAnswer,
+}
+
+impl Ledger {
+    fn finished(
+        &self,
+        bundle: &Bundle,
+        passages: &[rudder_core::Passage],
+        answer: &str,
+        ttft: std::time::Duration,
+    ) {
+        let served =
+            Served { ok: true, latency: self.received_at.elapsed(), time_to_first_token: Some(ttft) };
+        self.bundles.record(bundle, served);
+        self.feedback.remember(ServedAnswer {
+            passages: passages.to_vec(),
+            answer: answer.to_owned(),
+            ..self.served.clone()
+        });
+    }
+
+    fn failed(&self, bundle: &Bundle) {
+        let served = Served { ok: false, latency: self.received_at.elapsed(), time_to_first_token: None };
+        self.bundles.record(bundle, served);
+    }
 }
 
 /// A generate request that passed validation; deeper code never re-checks these.
@@ -107,6 +183,7 @@ pub struct ValidGenerate {
     pub bundle_version: Option<u32>,
     pub allow_without_passages: bool,
     pub request_id: String,
+    pub conversation_id: String,
 }
 
 impl ValidGenerate {
@@ -115,7 +192,7 @@ impl ValidGenerate {
             question,
             region,
             brand,
-            conversation_id: _,
+            conversation_id,
             history,
             passages,
             retrieval,
@@ -186,6 +263,7 @@ impl ValidGenerate {
             bundle_version,
             allow_without_passages,
             request_id,
+            conversation_id: conversation_id.trim().to_owned(),
         })
     }
 
@@ -249,6 +327,30 @@ fn bundle_ref(bundle: &Bundle) -> v1::BundleRef {
     }
 }
 
+fn feedback_record(entry: &FeedbackEntry) -> v1::FeedbackRecord {
+    let served = &entry.served;
+    v1::FeedbackRecord {
+        feedback_id: entry.feedback_id.clone(),
+        request_id: served.request_id.clone(),
+        rating: match entry.rating {
+            Rating::Good => v1::Rating::Good,
+            Rating::Bad => v1::Rating::Bad,
+        } as i32,
+        corrected_answer: entry.corrected_answer.clone(),
+        reason: entry.reason.clone(),
+        author: entry.author.clone(),
+        created_at: rudder_proto::timestamp(&entry.created_at),
+        question: served.question.clone(),
+        answer: served.answer.clone(),
+        bundle: Some(v1::BundleRef {
+            region: served.region.clone(),
+            brand: served.brand.clone().unwrap_or_default(),
+            version: served.bundle_version,
+        }),
+        passages: served.passages.iter().map(Into::into).collect(),
+    }
+}
+
 fn finish_reason(reason: FinishReason) -> v1::FinishReason {
     match reason {
         FinishReason::EndOfText => v1::FinishReason::EndOfText,
@@ -295,6 +397,12 @@ impl EventMapper {
                 decode_tokens_per_second,
                 finish_reason: reason,
             } => {
+                self.started.ledger.finished(
+                    &self.started.bundle,
+                    &self.passages,
+                    &answer,
+                    time_to_first_token,
+                );
                 let citations = cited(&answer, &self.passages).iter().map(Into::into).collect();
                 vec![
                     wrap(Event::Citations(v1::CitationsEvent { citations })),
@@ -314,6 +422,7 @@ impl EventMapper {
                 ]
             }
             EngineEvent::Failed(err) => {
+                self.started.ledger.failed(&self.started.bundle);
                 return Err(status(ServiceError::from(crate::GenerationError::Internal(err.to_string()))));
             }
         })
@@ -376,6 +485,47 @@ impl v1::generation_service_server::GenerationService for GenerationServiceImpl 
             }
         }
         Err(status(ServiceError::Internal("the model worker ended the request without finishing it".into())))
+    }
+
+    async fn submit_feedback(
+        &self,
+        request: Request<v1::SubmitFeedbackRequest>,
+    ) -> Result<Response<v1::SubmitFeedbackResponse>, Status> {
+        let v1::SubmitFeedbackRequest { request_id, rating, corrected_answer, reason, author } =
+            request.into_inner();
+        let rating = match v1::Rating::try_from(rating) {
+            Ok(v1::Rating::Good) => Rating::Good,
+            Ok(v1::Rating::Bad) => Rating::Bad,
+            _ => return Err(status(ServiceError::invalid("rating", "must be RATING_GOOD or RATING_BAD"))),
+        };
+        let feedback = Arc::clone(&self.feedback);
+        let submitted = NewFeedback { request_id, rating, corrected_answer, reason, author };
+        // The append is synced to disk: keep it off the async threads.
+        let entry = tokio::task::spawn_blocking(move || feedback.submit(submitted))
+            .await
+            .map_err(|err| Status::internal(err.to_string()))?
+            .map_err(status)?;
+        tracing::info!(feedback_id = %entry.feedback_id, request_id = %entry.served.request_id, "feedback stored");
+        Ok(Response::new(v1::SubmitFeedbackResponse { feedback_id: entry.feedback_id }))
+    }
+
+    async fn list_feedback(
+        &self,
+        request: Request<v1::ListFeedbackRequest>,
+    ) -> Result<Response<v1::ListFeedbackResponse>, Status> {
+        let v1::ListFeedbackRequest { region, corrections_only, page_size, page_token } =
+            request.into_inner();
+        let filter = FeedbackFilter {
+            region: Some(region.trim().to_lowercase()).filter(|r| !r.is_empty()),
+            corrections_only,
+            page_size: page_size as usize,
+            page_token,
+        };
+        let (entries, next_page_token) = self.feedback.list(&filter).map_err(status)?;
+        Ok(Response::new(v1::ListFeedbackResponse {
+            feedback: entries.iter().map(feedback_record).collect(),
+            next_page_token,
+        }))
     }
 
     async fn get_model_info(

@@ -3,6 +3,7 @@
 
 pub mod engine;
 mod error;
+pub mod feedback;
 pub mod fusion;
 pub mod grpc;
 pub mod head_cache;
@@ -11,6 +12,7 @@ pub mod steering;
 
 pub use engine::{Engine, EngineConfig, EngineEvent, FinishReason, GenerationJob, ModelInfo};
 pub use error::GenerationError;
+pub use feedback::FeedbackBook;
 pub use grpc::GenerationServiceImpl;
 pub use sampler::{Sampler, SamplingParams};
 pub use steering::Steering;

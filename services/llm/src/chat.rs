@@ -20,6 +20,17 @@ pub struct Message {
     pub content: String,
 }
 
+impl Role {
+    /// The name chat templates and training data use: "system", "user", "assistant".
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
 impl Message {
     pub fn new(role: Role, content: impl Into<String>) -> Self {
         Self { role, content: content.into() }

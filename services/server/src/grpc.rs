@@ -1,8 +1,6 @@
 //! The all-in-one gRPC server: the four rudder services, `grpc.health.v1`, and server reflection in
 //! both v1 and v1alpha (Python's grpcio-reflection and older grpcurl builds speak only v1alpha).
 //!
-//! Services whose issue has not landed are served by [`NotYetImplemented`], whose methods are the
-//! generated defaults: every call answers UNIMPLEMENTED.
 
 use std::sync::Arc;
 
@@ -11,15 +9,19 @@ use rudder_core::{
     config::{ServingFormatName, StoreBackend},
 };
 use rudder_embed::{FastembedEmbedder, FastembedOptions};
-use rudder_generation::{Engine, EngineConfig, GenerationServiceImpl};
+use rudder_generation::{Engine, EngineConfig, FeedbackBook, GenerationServiceImpl};
 use rudder_ingest::{IngestOptions, IngestServiceImpl};
 use rudder_llm::{LoadedModel, ServingFormat};
-use rudder_prompts::FileBundles;
+use rudder_prompts::{
+    Registry, RegistryPaths,
+    bundles::{
+        grpc::{Evaluator, PromptServiceImpl},
+        registry::watch,
+    },
+};
 use rudder_proto::v1::{
-    generation_service_server::GenerationServiceServer,
-    ingest_service_server::IngestServiceServer,
-    prompt_service_server::{PromptService, PromptServiceServer},
-    retrieval_service_server::RetrievalServiceServer,
+    generation_service_server::GenerationServiceServer, ingest_service_server::IngestServiceServer,
+    prompt_service_server::PromptServiceServer, retrieval_service_server::RetrievalServiceServer,
 };
 use rudder_retrieval::{RetrievalServiceImpl, Retriever};
 use rudder_store::EdgeStore;
@@ -28,12 +30,6 @@ use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tonic_health::{ServingStatus, server::HealthReporter};
-
-/// Answers UNIMPLEMENTED for every RPC of a service not built yet.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NotYetImplemented;
-
-impl PromptService for NotYetImplemented {}
 
 /// A server accepting connections on `addr` until [`RunningServer::shutdown`].
 #[derive(Debug)]
@@ -44,6 +40,7 @@ pub struct RunningServer {
     serving: JoinHandle<Result<(), tonic::transport::Error>>,
     store: Arc<dyn VectorStore>,
     grace: Duration,
+    watcher: Option<JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -53,13 +50,14 @@ impl RunningServer {
         let (store, embedder) = open_store(config, &files).await?;
         let retriever =
             Retriever::new(Arc::clone(&store), Arc::clone(&embedder), config.store.regions.clone());
-        let generation = generation_service(config, &files, Arc::new(retriever.clone())).await?;
         std::fs::create_dir_all(&config.server.data_dir).map_err(|err| {
             anyhow::anyhow!(
                 "cannot create data directory {} (server.data_dir): {err}",
                 config.server.data_dir.display()
             )
         })?;
+        let (generation, prompts, watcher) =
+            generation_and_prompts(config, &files, Arc::new(retriever.clone())).await?;
         let listener = TcpListener::bind(config.server.listen).await.map_err(|err| {
             anyhow::anyhow!("cannot listen on {} (server.listen): {err}", config.server.listen)
         })?;
@@ -87,7 +85,7 @@ impl RunningServer {
             )))
             .add_service(RetrievalServiceServer::new(RetrievalServiceImpl::new(retriever)))
             .add_service(GenerationServiceServer::new(generation))
-            .add_service(PromptServiceServer::new(NotYetImplemented));
+            .add_service(PromptServiceServer::new(prompts));
 
         let (stop, stopped) = oneshot::channel::<()>();
         let serving =
@@ -103,6 +101,7 @@ impl RunningServer {
             serving,
             store,
             grace: Duration::from_secs(config.server.shutdown_grace_secs),
+            watcher,
         })
     }
 
@@ -116,6 +115,9 @@ impl RunningServer {
     pub async fn shutdown(self) -> anyhow::Result<()> {
         for service in std::iter::once("").chain(rudder_proto::SERVICE_NAMES) {
             self.health.set_service_status(service, ServingStatus::NotServing).await;
+        }
+        if let Some(watcher) = &self.watcher {
+            watcher.abort();
         }
         let _ = self.stop.send(());
         match tokio::time::timeout(self.grace, self.serving).await {
@@ -132,7 +134,6 @@ impl RunningServer {
     }
 }
 
-/// Loads the frozen LLM onto its worker thread and the region bundles.
 /// The embedder and the vector store (embedded qdrant-edge under the data directory).
 async fn open_store(
     config: &Config,
@@ -157,11 +158,13 @@ async fn open_store(
     Ok((Arc::new(store), Arc::new(embedder)))
 }
 
-async fn generation_service(
+/// The model worker, the bundle registry, and the two services built on them (generation, prompts);
+/// also the task watching bundle files, when configured.
+async fn generation_and_prompts(
     config: &Config,
     files: &ModelFiles,
     retrieval: Arc<dyn PassageSource>,
-) -> anyhow::Result<GenerationServiceImpl> {
+) -> anyhow::Result<(GenerationServiceImpl, PromptServiceImpl, Option<JoinHandle<()>>)> {
     let model_path = if config.generation.model.as_os_str().is_empty() {
         files.path(ModelFiles::LLM_GGUF)
     } else {
@@ -187,13 +190,39 @@ async fn generation_service(
             head_cache_bytes: config.generation.head_cache_mib << 20,
         },
     )?;
-    let bundles_dir = &config.prompts.bundles_dir;
-    let bundles = FileBundles::load(bundles_dir)
-        .map_err(|err| anyhow::anyhow!("cannot load bundles (prompts.bundles_dir): {err}"))?;
-    if bundles.keys().is_empty() {
-        tracing::warn!(dir = %bundles_dir.display(), "no region bundles found: every Generate answers NOT_FOUND");
+    let prompts = &config.prompts;
+    let registry = Arc::new(
+        Registry::open(RegistryPaths {
+            shipped: prompts.bundles_dir.clone(),
+            state_dir: config.server.data_dir.join("bundles"),
+            eval_data: prompts.eval_data_dir.clone(),
+        })
+        .map_err(|err| {
+            anyhow::anyhow!("cannot load bundles (prompts.bundles_dir, server.data_dir): {err}")
+        })?,
+    );
+    if registry.keys().is_empty() {
+        tracing::warn!(dir = %prompts.bundles_dir.display(), "no region bundles found: every Generate answers NOT_FOUND");
     }
-    Ok(GenerationServiceImpl::new(engine, Arc::new(bundles), retrieval))
+    let feedback =
+        FeedbackBook::open(&config.server.data_dir.join("feedback"), prompts.feedback_recent_answers)
+            .map_err(|err| anyhow::anyhow!("cannot open the feedback store (server.data_dir): {err}"))?;
+    let evaluator = Evaluator {
+        engine: engine.clone(),
+        limit: (prompts.eval_limit > 0).then_some(prompts.eval_limit),
+        max_new_tokens: prompts.eval_max_new_tokens,
+    };
+    let prompt_service = PromptServiceImpl::new(
+        Arc::clone(&registry),
+        engine.info().clone(),
+        config.store.regions.clone(),
+        Some(evaluator),
+    );
+    let watcher = (prompts.watch_interval_secs > 0).then(|| {
+        tokio::spawn(watch(Arc::clone(&registry), Duration::from_secs(prompts.watch_interval_secs)))
+    });
+    let generation = GenerationServiceImpl::new(engine, registry, retrieval, Arc::new(feedback));
+    Ok((generation, prompt_service, watcher))
 }
 
 /// Resolves when the process receives SIGINT (Ctrl-C) or SIGTERM.

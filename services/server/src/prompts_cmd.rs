@@ -8,8 +8,10 @@ use anyhow::Context;
 use rudder_core::ModelFiles;
 use rudder_llm::{LoadedModel, ServingFormat};
 use rudder_prompts::{
-    FileBundles, artifact,
+    artifact,
+    bundles::file,
     eval::run::{self as eval_run, EvalOptions},
+    feedback_export::{self, ExportFilter},
     peft,
     train::{self, BadLines, HyperParameters, Kind, TrainOptions, optim::AdamWConfig},
 };
@@ -30,6 +32,21 @@ pub enum PromptsCommand {
         /// Artifact directory to write.
         #[arg(long)]
         out: PathBuf,
+        #[command(flatten)]
+        config: ConfigFlags,
+    },
+    /// Turn support agents' corrections (SubmitFeedback) into training examples for the next tuning
+    /// round, in the trainer's JSONL format. Reads <server.data_dir>/feedback/feedback.jsonl.
+    ExportFeedback {
+        /// JSONL file to write (refused if it exists).
+        #[arg(long)]
+        out: PathBuf,
+        /// Only feedback on answers served in this region.
+        #[arg(long)]
+        region: Option<String>,
+        /// Also export answers rated good without a correction, as they were served.
+        #[arg(long)]
+        include_good: bool,
         #[command(flatten)]
         config: ConfigFlags,
     },
@@ -184,6 +201,9 @@ pub async fn run(command: PromptsCommand) -> anyhow::Result<()> {
             println!("imported {} as {} ({:?})", peft_dir.display(), out.display(), manifest.tensors);
             Ok(())
         }
+        PromptsCommand::ExportFeedback { out, region, include_good, config } => {
+            export_feedback(&config, &out, ExportFilter { region, include_good })
+        }
         PromptsCommand::ExportPeft { artifact, out, config } => {
             let model = load_model(&config, ServingFormat::F32)?;
             peft::export(&artifact, &base_model(&model), &out)?;
@@ -191,6 +211,29 @@ pub async fn run(command: PromptsCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+fn export_feedback(flags: &ConfigFlags, out: &Path, filter: ExportFilter) -> anyhow::Result<()> {
+    let config = flags.load()?;
+    let source = config.server.data_dir.join("feedback").join(rudder_generation::feedback::FEEDBACK_FILE);
+    if !source.is_file() {
+        anyhow::bail!("no feedback recorded yet: {} does not exist (server.data_dir)", source.display());
+    }
+    if out.exists() {
+        anyhow::bail!("--out {} exists; choose a new file", out.display());
+    }
+    let entries = rudder_generation::feedback::read_entries(&source)?;
+    let lines = feedback_export::training_examples(&entries, &filter);
+    let text: String = lines.iter().map(|line| format!("{line}\n")).collect();
+    std::fs::write(out, text).with_context(|| format!("cannot write --out {}", out.display()))?;
+    println!(
+        "{} training examples from {} feedback entries written to {} (train with: rudder prompts train soft --data {})",
+        lines.len(),
+        entries.len(),
+        out.display(),
+        out.display()
+    );
+    Ok(())
 }
 
 fn base_model(model: &LoadedModel) -> peft::BaseModel {
@@ -288,12 +331,14 @@ fn eval_cmd(args: &EvalArgs) -> anyhow::Result<()> {
         let dir = PathBuf::from(format!("prompts/artifacts/{region}/{kind}"));
         dir.join(artifact::MANIFEST_FILE).is_file().then_some(dir)
     };
-    let bundles = FileBundles::load(&args.bundles_dir)?;
     let key = rudder_core::BundleKey { region: region.to_owned(), brand: None };
-    let guidance = rudder_core::BundleRegistry::resolve(&bundles, &key, Some(1))
-        .map_err(|err| anyhow::anyhow!("--region {region}: {err}"))?
-        .system_text
-        .clone();
+    let guidance = file::scan(&args.bundles_dir)?
+        .get(&key)
+        .and_then(|versions| versions.get(&1))
+        .map(|v1| v1.bundle.system_text.clone())
+        .ok_or_else(|| {
+            anyhow::anyhow!("--region {region}: no bundle {region}@1 under {}", args.bundles_dir.display())
+        })?;
     let options = EvalOptions {
         region: region.to_owned(),
         heldout: args

@@ -1,0 +1,820 @@
+//! The bundle registry: every published version, which one serves each region/brand, the A/B
+//! candidate, and every change to that in the audit log.
+//!
+//! Versions come from two directories with the same layout: the shipped bundles
+//! (`prompts.bundles_dir`, read only) and the ones published through PromptService
+//! (`<state dir>/published`). Activation lives in `<state dir>/state.json`; a region/brand seen for
+//! the first time starts on its highest version. Versions are immutable: a version whose files change
+//! on disk keeps serving what it was, and the reload says so.
+//!
+//! Order of writes for every change: the audit entry (synced), then the state file (a synced temp
+//! file renamed over it), then the in-memory swap. Requests hold the `Arc<Bundle>` they started with, so a swap
+//! never changes a request in flight.
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, RwLock},
+};
+
+use rudder_core::{Bundle, BundleKey, BundleRegistry, ServiceError, bundle::Served};
+use sha2::{Digest, Sha256};
+
+use super::{
+    audit::{AuditAction, AuditEntry, AuditLog},
+    file::{self, BundleFileError, VersionOnDisk},
+    gate::{self, EvalRecord, EvalStore, GateCheck},
+    state::{Activation, Candidate, State, state_path},
+    traffic::{Traffic, TrafficSummary},
+};
+
+/// Where the registry reads and writes.
+#[derive(Debug, Clone)]
+pub struct RegistryPaths {
+    /// Shipped bundles (read only); may be missing.
+    pub shipped: PathBuf,
+    /// State, audit log, published versions and evaluations.
+    pub state_dir: PathBuf,
+    /// `<dir>/<region>/heldout.jsonl`: the held-out sets evaluations run on.
+    pub eval_data: PathBuf,
+}
+
+/// What a region/brand looks like now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BundleSummary {
+    pub key: BundleKey,
+    pub active: u32,
+    pub candidate: Option<Candidate>,
+    pub versions: Vec<u32>,
+}
+
+/// One version with everything known about it.
+#[derive(Debug, Clone)]
+pub struct VersionView {
+    pub version: Arc<VersionOnDisk>,
+    pub active: bool,
+    pub candidate: bool,
+    pub evaluation: Option<EvalRecord>,
+    pub traffic: TrafficSummary,
+}
+
+/// Who asks for a change, and why.
+#[derive(Debug, Clone, Default)]
+pub struct ChangeBy {
+    pub actor: String,
+    pub reason: String,
+}
+
+/// What a reload found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reloaded {
+    /// New versions, as `region[/brand]@version`.
+    pub added: Vec<String>,
+    /// Versions whose files changed on disk (refused: they keep serving what they were).
+    pub changed: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    versions: BTreeMap<BundleKey, BTreeMap<u32, Arc<VersionOnDisk>>>,
+    state: State,
+}
+
+#[derive(Debug)]
+pub struct Registry {
+    paths: RegistryPaths,
+    inner: RwLock<Inner>,
+    audit: AuditLog,
+    evals: EvalStore,
+    traffic: Traffic,
+    /// Region/brands with an activation under way (its gate may run an evaluation for minutes).
+    activating: Mutex<HashSet<BundleKey>>,
+    /// Serialises publishing, so two publishes never pick the same version number.
+    publishing: Mutex<()>,
+}
+
+const PUBLISHED_DIR: &str = "published";
+const EVALS_DIR: &str = "evals";
+
+impl Registry {
+    /// Reads every version and the activation state; starts new region/brands on their highest version.
+    pub fn open(paths: RegistryPaths) -> Result<Self, ServiceError> {
+        std::fs::create_dir_all(paths.state_dir.join(PUBLISHED_DIR)).map_err(|err| {
+            ServiceError::Internal(format!("cannot create {}: {err}", paths.state_dir.display()))
+        })?;
+        let audit = AuditLog::open(&paths.state_dir)?;
+        let evals = EvalStore::new(&paths.state_dir.join(EVALS_DIR));
+        let versions = scan_all(&paths)?;
+        let state = State::load(&state_path(&paths.state_dir))?;
+        let registry = Self {
+            paths,
+            inner: RwLock::new(Inner { versions, state }),
+            audit,
+            evals,
+            traffic: Traffic::default(),
+            activating: Mutex::new(HashSet::new()),
+            publishing: Mutex::new(()),
+        };
+        registry.start_new_keys()?;
+        Ok(registry)
+    }
+
+    pub fn published_dir(&self) -> PathBuf {
+        self.paths.state_dir.join(PUBLISHED_DIR)
+    }
+
+    /// `region[/brand]` of every bundle.
+    pub fn keys(&self) -> Vec<String> {
+        self.read().versions.keys().map(ToString::to_string).collect()
+    }
+
+    pub fn list(&self, region: Option<&str>) -> Vec<BundleSummary> {
+        let inner = self.read();
+        inner
+            .versions
+            .iter()
+            .filter(|(key, _)| region.is_none_or(|r| key.region == r))
+            .map(|(key, versions)| {
+                let activation = inner.state.get(key).cloned().unwrap_or_default();
+                BundleSummary {
+                    key: key.clone(),
+                    active: activation.active,
+                    candidate: activation.candidate,
+                    versions: versions.keys().copied().collect(),
+                }
+            })
+            .collect()
+    }
+
+    pub fn summary(&self, key: &BundleKey) -> Result<BundleSummary, ServiceError> {
+        self.list(Some(&key.region)).into_iter().find(|s| &s.key == key).ok_or_else(|| self.unknown_key(key))
+    }
+
+    /// One version (the active one for `None`) with its evaluation and traffic.
+    pub fn get(&self, key: &BundleKey, version: Option<u32>) -> Result<VersionView, ServiceError> {
+        let inner = self.read();
+        let activation = inner.state.get(key).cloned().unwrap_or_default();
+        let version = self.version_in(&inner, key, version.unwrap_or(activation.active))?;
+        let number = version.bundle.version;
+        Ok(VersionView {
+            evaluation: self.fresh_evaluation(&version),
+            traffic: self.traffic.summary(&version.bundle.id()),
+            active: activation.active == number,
+            candidate: activation.candidate.is_some_and(|c| c.version == number),
+            version,
+        })
+    }
+
+    fn version_in(
+        &self,
+        inner: &Inner,
+        key: &BundleKey,
+        version: u32,
+    ) -> Result<Arc<VersionOnDisk>, ServiceError> {
+        let versions = inner.versions.get(key).ok_or_else(|| self.unknown_key(key))?;
+        versions.get(&version).cloned().ok_or_else(|| ServiceError::NotFound {
+            what: "bundle version",
+            name: format!("{key}@{version}"),
+            known: versions.keys().map(|v| format!("{key}@{v}")).collect(),
+        })
+    }
+
+    fn unknown_key(&self, key: &BundleKey) -> ServiceError {
+        ServiceError::NotFound { what: "region/brand bundle", name: key.to_string(), known: self.keys() }
+    }
+
+    // ----- evaluations -----
+
+    /// The held-out set of a region and its sha256.
+    pub fn heldout(&self, region: &str) -> Result<(PathBuf, String), ServiceError> {
+        let path = self.paths.eval_data.join(region).join("heldout.jsonl");
+        let bytes = std::fs::read(&path).map_err(|err| {
+            ServiceError::FailedPrecondition(format!(
+                "no held-out set for region {region} to evaluate on ({}: {err})",
+                path.display()
+            ))
+        })?;
+        Ok((path, file::hex(&Sha256::digest(&bytes))))
+    }
+
+    /// The stored evaluation of `version`, if it still describes it and its held-out set.
+    pub fn fresh_evaluation(&self, version: &VersionOnDisk) -> Option<EvalRecord> {
+        let (_, dataset_sha256) = self.heldout(&version.bundle.key.region).ok()?;
+        self.evals.get(&version.bundle).filter(|e| e.is_fresh(&version.digest, &dataset_sha256))
+    }
+
+    pub fn store_evaluation(&self, version: &VersionOnDisk, record: &EvalRecord) -> Result<(), ServiceError> {
+        self.evals.put(&version.bundle, record)
+    }
+
+    // ----- publishing -----
+
+    /// Publishes a new version from `write`, which fills the (temporary) version directory it is
+    /// given; the directory becomes `v<N>` only once complete and readable.
+    pub fn publish(
+        &self,
+        key: &BundleKey,
+        by: &ChangeBy,
+        write: impl FnOnce(&Path) -> Result<(), ServiceError>,
+    ) -> Result<Arc<VersionOnDisk>, ServiceError> {
+        let _one_at_a_time = self.publishing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let number = self.next_version(key)?;
+        let parent = self.published_dir().join(key_path(key));
+        let internal = |what: &str, err: &dyn std::fmt::Display| {
+            ServiceError::Internal(format!("cannot {what} under {}: {err}", parent.display()))
+        };
+        std::fs::create_dir_all(&parent).map_err(|err| internal("create the bundle directory", &err))?;
+        let partial = parent.join(format!(".v{number}.partial-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&partial);
+        std::fs::create_dir_all(&partial).map_err(|err| internal("create a version directory", &err))?;
+        let staged = write(&partial).and_then(|()| {
+            file::read_version(&partial, key, number)
+                .map(|_| ())
+                .map_err(|err| ServiceError::invalid("spec", err.to_string()))
+        });
+        if let Err(err) = staged {
+            let _ = std::fs::remove_dir_all(&partial);
+            return Err(err);
+        }
+        self.audit
+            .append(&AuditEntry::new(AuditAction::Publish, key, 0, number).by(&by.actor, &by.reason))?;
+        let final_dir = parent.join(format!("v{number}"));
+        std::fs::rename(&partial, &final_dir)
+            .map_err(|err| internal("move the new version in place", &err))?;
+        sync_dir(&parent);
+        let version = Arc::new(file::read_version(&final_dir, key, number).map_err(file_error)?);
+        let mut inner = self.write();
+        inner.versions.entry(key.clone()).or_default().insert(number, Arc::clone(&version));
+        drop(inner);
+        self.start_new_keys()?;
+        tracing::info!(bundle = %version.bundle.id(), actor = %by.actor, "bundle version published");
+        Ok(version)
+    }
+
+    /// One past the highest version known in memory or present on disk.
+    fn next_version(&self, key: &BundleKey) -> Result<u32, ServiceError> {
+        let in_memory =
+            self.read().versions.get(key).and_then(|v| v.keys().next_back().copied()).unwrap_or(0);
+        let on_disk = [self.paths.shipped.clone(), self.published_dir()]
+            .iter()
+            .map(|dir| file::version_dirs(dir).map_err(file_error))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .flatten()
+            .filter(|(k, _, _)| k == key)
+            .map(|(_, v, _)| v)
+            .max()
+            .unwrap_or(0);
+        Ok(in_memory.max(on_disk) + 1)
+    }
+
+    // ----- activation -----
+
+    /// Marks `key` as being activated until the guard drops: a second activation of the same
+    /// region/brand meanwhile is refused instead of silently overriding the first.
+    pub fn begin_activation(&self, key: &BundleKey) -> Result<ActivationGuard<'_>, ServiceError> {
+        let mut activating = self.activating.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !activating.insert(key.clone()) {
+            return Err(ServiceError::FailedPrecondition(format!(
+                "another activation of {key} is under way; retry when it has finished"
+            )));
+        }
+        Ok(ActivationGuard { registry: self, key: key.clone() })
+    }
+
+    /// Makes `version` active for all traffic (`percent` 0 or 100) or the A/B candidate for
+    /// `percent` of conversations. `gate` is what the evaluation gate found, run by the caller while
+    /// holding the [`ActivationGuard`]; a failed gate refuses unless `force` (which needs a reason).
+    pub fn activate(
+        &self,
+        guard: &ActivationGuard<'_>,
+        version: u32,
+        percent: u32,
+        gate: &GateOutcome,
+        force: bool,
+        by: &ChangeBy,
+    ) -> Result<BundleSummary, ServiceError> {
+        if percent > 100 {
+            return Err(ServiceError::invalid(
+                "traffic_percent",
+                "must be 0 or 100 (all traffic) or 1..=99 (A/B)",
+            ));
+        }
+        let key = &guard.key;
+        let mut inner = self.write();
+        self.version_in(&inner, key, version)?;
+        let mut activation = inner.state.get(key).cloned().unwrap_or_default();
+        let forced = gate.admits(force, by)?;
+        let entry = if percent == 0 || percent == 100 {
+            if activation.active == version && activation.candidate.is_none() {
+                return Err(ServiceError::FailedPrecondition(format!("{key}@{version} is already active")));
+            }
+            let from = activation.active;
+            if from != version {
+                activation.previous.push(from);
+            }
+            activation.active = version;
+            activation.candidate = None;
+            AuditEntry::new(AuditAction::Activate, key, from, version)
+        } else {
+            if activation.active == version {
+                return Err(ServiceError::FailedPrecondition(format!(
+                    "{key}@{version} is the active version; an A/B candidate must be another version"
+                )));
+            }
+            activation.candidate = Some(Candidate { version, percent });
+            AuditEntry::new(AuditAction::StartCandidate, key, activation.active, version)
+        };
+        self.commit(&mut inner, key, activation, AuditEntry { forced, ..entry.by(&by.actor, &by.reason) })
+    }
+
+    /// Re-activates the version active before the current one.
+    pub fn rollback(&self, key: &BundleKey, by: &ChangeBy) -> Result<BundleSummary, ServiceError> {
+        let mut inner = self.write();
+        let mut activation = inner.state.get(key).cloned().ok_or_else(|| self.unknown_key(key))?;
+        let from = activation.active;
+        let to = activation.previous.pop().ok_or_else(|| {
+            ServiceError::FailedPrecondition(format!(
+                "{key} has no previous version to roll back to (active: {from})"
+            ))
+        })?;
+        activation.active = to;
+        activation.candidate = None;
+        let entry = AuditEntry::new(AuditAction::Rollback, key, from, to).by(&by.actor, &by.reason);
+        self.commit(&mut inner, key, activation, entry)
+    }
+
+    /// The A/B candidate becomes the active version for all traffic.
+    pub fn promote(&self, key: &BundleKey, by: &ChangeBy) -> Result<BundleSummary, ServiceError> {
+        let mut inner = self.write();
+        let mut activation = inner.state.get(key).cloned().ok_or_else(|| self.unknown_key(key))?;
+        let candidate = activation.candidate.take().ok_or_else(|| {
+            ServiceError::FailedPrecondition(format!("{key} has no A/B candidate to promote"))
+        })?;
+        let from = activation.active;
+        activation.previous.push(from);
+        activation.active = candidate.version;
+        let entry = AuditEntry::new(AuditAction::PromoteCandidate, key, from, candidate.version)
+            .by(&by.actor, &by.reason);
+        self.commit(&mut inner, key, activation, entry)
+    }
+
+    /// Stops the A/B candidate: all traffic goes to the active version.
+    pub fn abort_candidate(&self, key: &BundleKey, by: &ChangeBy) -> Result<BundleSummary, ServiceError> {
+        let mut inner = self.write();
+        let mut activation = inner.state.get(key).cloned().ok_or_else(|| self.unknown_key(key))?;
+        let candidate = activation.candidate.take().ok_or_else(|| {
+            ServiceError::FailedPrecondition(format!("{key} has no A/B candidate to abort"))
+        })?;
+        let entry = AuditEntry::new(AuditAction::AbortCandidate, key, candidate.version, activation.active)
+            .by(&by.actor, &by.reason);
+        self.commit(&mut inner, key, activation, entry)
+    }
+
+    /// Audit entry, then state file, then memory; nothing changes if a write fails.
+    fn commit(
+        &self,
+        inner: &mut Inner,
+        key: &BundleKey,
+        activation: Activation,
+        entry: AuditEntry,
+    ) -> Result<BundleSummary, ServiceError> {
+        let mut state = inner.state.clone();
+        state.set(key, activation.clone());
+        self.audit.append(&entry)?;
+        state.save(&state_path(&self.paths.state_dir))?;
+        inner.state = state;
+        tracing::info!(bundle = %key, action = ?entry.action, from = entry.from_version, to = entry.to_version, actor = %entry.actor, "bundle activation changed");
+        Ok(BundleSummary {
+            key: key.clone(),
+            active: activation.active,
+            candidate: activation.candidate,
+            versions: inner.versions.get(key).map(|v| v.keys().copied().collect()).unwrap_or_default(),
+        })
+    }
+
+    // ----- audit and reload -----
+
+    pub fn audit_page(
+        &self,
+        region: Option<&str>,
+        brand: Option<&str>,
+        page_size: usize,
+        page_token: &str,
+    ) -> Result<(Vec<AuditEntry>, String), ServiceError> {
+        self.audit.page(region, brand, page_size, page_token)
+    }
+
+    /// Re-reads both directories: adds new versions, refuses changed ones.
+    pub fn reload(&self, by: &ChangeBy) -> Result<Reloaded, ServiceError> {
+        let found = scan_all(&self.paths)?;
+        let mut reloaded = Reloaded::default();
+        let mut inner = self.write();
+        for (key, versions) in found {
+            for (number, version) in versions {
+                let known = inner.versions.get(&key).and_then(|v| v.get(&number));
+                match known {
+                    Some(known) if known.digest == version.digest => {}
+                    Some(_) => reloaded.changed.push(version.bundle.id()),
+                    None => {
+                        reloaded.added.push(version.bundle.id());
+                        inner.versions.entry(key.clone()).or_default().insert(number, version);
+                    }
+                }
+            }
+        }
+        drop(inner);
+        for id in &reloaded.added {
+            let (key, version) = parse_id(id);
+            self.audit
+                .append(&AuditEntry::new(AuditAction::Reload, &key, 0, version).by(&by.actor, &by.reason))?;
+        }
+        if !reloaded.changed.is_empty() {
+            tracing::warn!(versions = ?reloaded.changed, "bundle versions changed on disk; published versions are immutable, the loaded ones keep serving");
+        }
+        self.start_new_keys()?;
+        Ok(reloaded)
+    }
+
+    /// Region/brands without an activation start on their highest version.
+    fn start_new_keys(&self) -> Result<(), ServiceError> {
+        let mut inner = self.write();
+        let mut state = inner.state.clone();
+        let mut changed = false;
+        for (key, versions) in &inner.versions {
+            if state.get(key).is_none()
+                && let Some(&highest) = versions.keys().next_back()
+            {
+                state.set(key, Activation { active: highest, ..Activation::default() });
+                changed = true;
+            }
+        }
+        if changed {
+            state.save(&state_path(&self.paths.state_dir))?;
+            inner.state = state;
+        }
+        Ok(())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        // Every change replaces whole values after its writes succeed, so a panicked writer cannot
+        // leave a half-made change behind: a poisoned lock is safe to keep using.
+        self.inner.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// Re-reads the bundle directories whenever their files change (checked every `every`), so bundles
+/// edited on disk are picked up without a restart or a ReloadBundles call.
+pub async fn watch(registry: Arc<Registry>, every: std::time::Duration) {
+    let signature = |r: &Registry| {
+        format!("{}{}", file::tree_signature(&r.paths.shipped), file::tree_signature(&r.published_dir()))
+    };
+    let mut seen = signature(&registry);
+    let mut ticks = tokio::time::interval(every);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let now = signature(&registry);
+        if now == seen {
+            continue;
+        }
+        seen = now;
+        let by = ChangeBy { actor: "watcher".into(), reason: "bundle files changed on disk".into() };
+        match registry.reload(&by) {
+            Ok(reloaded) if !reloaded.added.is_empty() => {
+                tracing::info!(added = ?reloaded.added, "bundles reloaded")
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "bundle reload failed; the loaded bundles keep serving"),
+        }
+    }
+}
+
+/// Holds a region/brand's activation slot; see [`Registry::begin_activation`].
+#[derive(Debug)]
+pub struct ActivationGuard<'a> {
+    registry: &'a Registry,
+    key: BundleKey,
+}
+
+impl Drop for ActivationGuard<'_> {
+    fn drop(&mut self) {
+        let mut activating =
+            self.registry.activating.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        activating.remove(&self.key);
+    }
+}
+
+/// What the evaluation gate found before an activation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GateOutcome {
+    /// Nothing to compare against (no active version, or it is the same one).
+    NotNeeded,
+    /// The comparisons made.
+    Checked(Vec<GateCheck>),
+    /// An evaluation was missing and could not be run.
+    Unavailable(String),
+}
+
+impl GateOutcome {
+    /// Whether the activation may go ahead, and if so whether only because of `force`.
+    fn admits(&self, force: bool, by: &ChangeBy) -> Result<bool, ServiceError> {
+        if force && by.reason.trim().is_empty() {
+            return Err(ServiceError::invalid("reason", "force needs a reason (it goes into the audit log)"));
+        }
+        let refusal = match self {
+            GateOutcome::Checked(checks) if checks.iter().any(|c| !c.passed) => {
+                format!("the evaluation gate failed: {}", gate::describe_failures(checks))
+            }
+            GateOutcome::Unavailable(why) => format!("the evaluation gate could not run: {why}"),
+            GateOutcome::NotNeeded | GateOutcome::Checked(_) => return Ok(false),
+        };
+        if force {
+            return Ok(true);
+        }
+        Err(ServiceError::FailedPrecondition(format!(
+            "{refusal}; activate with force and a reason to override"
+        )))
+    }
+}
+
+impl BundleRegistry for Registry {
+    fn resolve(&self, key: &BundleKey, version: Option<u32>) -> Result<Arc<Bundle>, ServiceError> {
+        let inner = self.read();
+        let active = inner.state.get(key).map_or(0, |a| a.active);
+        Ok(Arc::clone(&self.version_in(&inner, key, version.unwrap_or(active))?.bundle))
+    }
+
+    fn route(
+        &self,
+        key: &BundleKey,
+        pinned: Option<u32>,
+        conversation_id: &str,
+    ) -> Result<Arc<Bundle>, ServiceError> {
+        if pinned.is_some() {
+            return self.resolve(key, pinned);
+        }
+        let inner = self.read();
+        let activation = inner.state.get(key).cloned().unwrap_or_default();
+        let version = match activation.candidate {
+            Some(candidate) if ab_bucket(key, conversation_id) < candidate.percent => candidate.version,
+            _ => activation.active,
+        };
+        Ok(Arc::clone(&self.version_in(&inner, key, version)?.bundle))
+    }
+
+    fn record(&self, bundle: &Bundle, served: Served) {
+        self.traffic.record(&bundle.id(), served);
+    }
+}
+
+/// The conversation's A/B bucket for `key`, 0..100: the same conversation always gets the same one.
+pub fn ab_bucket(key: &BundleKey, conversation_id: &str) -> u32 {
+    let digest = Sha256::digest(format!("{key}\n{conversation_id}").as_bytes());
+    u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]) % 100
+}
+
+/// Shipped and published versions; the same version in both is an error naming both.
+fn scan_all(
+    paths: &RegistryPaths,
+) -> Result<BTreeMap<BundleKey, BTreeMap<u32, Arc<VersionOnDisk>>>, ServiceError> {
+    let mut all: BTreeMap<BundleKey, BTreeMap<u32, Arc<VersionOnDisk>>> = BTreeMap::new();
+    for dir in [paths.shipped.clone(), paths.state_dir.join(PUBLISHED_DIR)] {
+        for (key, versions) in file::scan(&dir).map_err(file_error)? {
+            let slot = all.entry(key).or_default();
+            for (number, version) in versions {
+                if let Some(existing) = slot.get(&number) {
+                    return Err(ServiceError::Internal(format!(
+                        "bundle {} is in both {} and {}",
+                        version.bundle.id(),
+                        existing.dir.display(),
+                        version.dir.display()
+                    )));
+                }
+                slot.insert(number, Arc::new(version));
+            }
+        }
+    }
+    Ok(all)
+}
+
+fn file_error(err: BundleFileError) -> ServiceError {
+    ServiceError::Internal(err.to_string())
+}
+
+/// `region` or `region/brand` as a relative path.
+fn key_path(key: &BundleKey) -> PathBuf {
+    match &key.brand {
+        Some(brand) => Path::new(&key.region).join(brand),
+        None => PathBuf::from(&key.region),
+    }
+}
+
+/// `region[/brand]@version` back into its parts (ids made by [`Bundle::id`]).
+pub(crate) fn parse_id(id: &str) -> (BundleKey, u32) {
+    let (key, version) = id.rsplit_once('@').unwrap_or((id, "0"));
+    let (region, brand) = match key.split_once('/') {
+        Some((region, brand)) => (region, Some(brand.to_owned())),
+        None => (key, None),
+    };
+    (BundleKey { region: region.to_owned(), brand }, version.parse().unwrap_or(0))
+}
+
+/// Makes a rename inside `dir` durable.
+fn sync_dir(dir: &Path) {
+    if let Ok(handle) = std::fs::File::open(dir) {
+        let _ = handle.sync_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundles::gate::GateCheck;
+
+    fn write(dir: &Path, rel: &str, text: &str) {
+        let path = dir.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    fn uk() -> BundleKey {
+        BundleKey { region: "uk".into(), brand: None }
+    }
+
+    fn by(actor: &str, reason: &str) -> ChangeBy {
+        ChangeBy { actor: actor.into(), reason: reason.into() }
+    }
+
+    struct Fixture {
+        _dirs: (tempfile::TempDir, tempfile::TempDir),
+        paths: RegistryPaths,
+    }
+
+    /// Shipped uk v1 and v2 (text only).
+    fn fixture() -> Fixture {
+        let shipped = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        write(shipped.path(), "uk/v1/bundle.toml", "system_text = \"one\"\n");
+        write(shipped.path(), "uk/v2/bundle.toml", "system_text = \"two\"\n");
+        let paths = RegistryPaths {
+            shipped: shipped.path().to_owned(),
+            state_dir: state.path().to_owned(),
+            eval_data: shipped.path().join("no-data"),
+        };
+        Fixture { _dirs: (shipped, state), paths }
+    }
+
+    fn publish(registry: &Registry, text: &str) -> u32 {
+        let toml = format!("system_text = {text:?}\n");
+        registry
+            .publish(&uk(), &by("ann", "new"), |dir| {
+                std::fs::write(dir.join(file::BUNDLE_FILE), &toml)
+                    .map_err(|e| ServiceError::Internal(e.to_string()))
+            })
+            .unwrap()
+            .bundle
+            .version
+    }
+
+    fn activate(registry: &Registry, version: u32, percent: u32) -> Result<BundleSummary, ServiceError> {
+        let guard = registry.begin_activation(&uk())?;
+        registry.activate(&guard, version, percent, &GateOutcome::NotNeeded, false, &by("bob", "go"))
+    }
+
+    fn served_text(registry: &Registry) -> String {
+        registry.resolve(&uk(), None).unwrap().system_text.clone()
+    }
+
+    #[test]
+    fn a_new_region_starts_on_its_highest_version_and_a_publish_does_not_activate() {
+        let f = fixture();
+        let registry = Registry::open(f.paths.clone()).unwrap();
+        assert_eq!(served_text(&registry), "two");
+        assert_eq!(publish(&registry, "three"), 3);
+        assert_eq!(served_text(&registry), "two", "published, not active");
+        assert_eq!(
+            registry.resolve(&uk(), Some(3)).unwrap().system_text,
+            "three",
+            "but reachable by version"
+        );
+        assert_eq!(registry.summary(&uk()).unwrap().versions, [1, 2, 3]);
+    }
+
+    #[test]
+    fn activation_and_rollback_survive_a_restart_and_are_audited() {
+        let f = fixture();
+        let registry = Registry::open(f.paths.clone()).unwrap();
+        let v3 = publish(&registry, "three");
+        activate(&registry, v3, 100).unwrap();
+        assert_eq!(served_text(&registry), "three");
+        let in_flight = registry.resolve(&uk(), None).unwrap();
+        let summary = registry.rollback(&uk(), &by("carol", "complaints")).unwrap();
+        assert_eq!(summary.active, 2);
+        assert_eq!(in_flight.system_text, "three", "a request holds the version it started with");
+        drop(registry);
+
+        let reopened = Registry::open(f.paths.clone()).unwrap();
+        assert_eq!(served_text(&reopened), "two");
+        let err = reopened.rollback(&uk(), &by("dan", "again")).unwrap_err();
+        assert!(matches!(err, ServiceError::FailedPrecondition(_)), "{err}");
+        assert_eq!(served_text(&reopened), "two", "a refused rollback changes nothing");
+        let (log, _) = reopened.audit_page(Some("uk"), None, 10, "").unwrap();
+        let actions: Vec<(AuditAction, u32, u32, &str)> =
+            log.iter().map(|e| (e.action, e.from_version, e.to_version, e.actor.as_str())).collect();
+        assert_eq!(
+            actions,
+            [
+                (AuditAction::Rollback, 3, 2, "carol"),
+                (AuditAction::Activate, 2, 3, "bob"),
+                (AuditAction::Publish, 0, 3, "ann")
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_versions_and_a_racing_activation_are_refused_without_change() {
+        let f = fixture();
+        let registry = Registry::open(f.paths.clone()).unwrap();
+        assert!(matches!(activate(&registry, 9, 100), Err(ServiceError::NotFound { .. })));
+        assert!(matches!(activate(&registry, 1, 101), Err(ServiceError::InvalidArgument { .. })));
+        let first = registry.begin_activation(&uk()).unwrap();
+        let err = activate(&registry, 1, 100).unwrap_err();
+        assert!(err.to_string().contains("another activation of uk"), "{err}");
+        drop(first);
+        assert_eq!(served_text(&registry), "two");
+        assert!(activate(&registry, 1, 100).is_ok(), "the slot is free once the first one ends");
+    }
+
+    #[test]
+    fn the_gate_refuses_a_worse_candidate_unless_forced_with_a_reason() {
+        let f = fixture();
+        let registry = Registry::open(f.paths.clone()).unwrap();
+        let worse = GateOutcome::Checked(vec![GateCheck {
+            metric: "heldout_nll".into(),
+            candidate: 1.5,
+            active: 1.0,
+            tolerance: 0.05,
+            passed: false,
+        }]);
+        let guard = registry.begin_activation(&uk()).unwrap();
+        let err = registry.activate(&guard, 1, 100, &worse, false, &by("eve", "")).unwrap_err();
+        assert!(err.to_string().contains("heldout_nll 1.500 vs active 1.000"), "{err}");
+        let err = registry.activate(&guard, 1, 100, &worse, true, &by("eve", " ")).unwrap_err();
+        assert!(matches!(&err, ServiceError::InvalidArgument { field, .. } if field == "reason"), "{err}");
+        assert_eq!(served_text(&registry), "two");
+        registry.activate(&guard, 1, 100, &worse, true, &by("eve", "legal asked for it")).unwrap();
+        assert_eq!(served_text(&registry), "one");
+        let (log, _) = registry.audit_page(None, None, 1, "").unwrap();
+        assert!(log[0].forced && log[0].reason == "legal asked for it");
+    }
+
+    #[test]
+    fn an_ab_candidate_gets_a_sticky_share_and_can_be_promoted_or_aborted() {
+        let f = fixture();
+        let registry = Registry::open(f.paths.clone()).unwrap();
+        activate(&registry, 1, 20).unwrap();
+        let routed = |conversation: &str| registry.route(&uk(), None, conversation).unwrap().version;
+        let on_candidate = (0..1000).filter(|i| routed(&format!("conv-{i}")) == 1).count();
+        assert!((120..=280).contains(&on_candidate), "about 20% of 1000 conversations: {on_candidate}");
+        for i in 0..50 {
+            let id = format!("conv-{i}");
+            assert_eq!(routed(&id), routed(&id), "sticky per conversation");
+        }
+        assert_eq!(registry.route(&uk(), Some(2), "conv-1").unwrap().version, 2, "a pinned version wins");
+        let summary = registry.abort_candidate(&uk(), &by("f", "")).unwrap();
+        assert_eq!((summary.active, summary.candidate), (2, None));
+        assert!(registry.promote(&uk(), &by("f", "")).is_err(), "nothing to promote");
+        activate(&registry, 1, 50).unwrap();
+        let summary = registry.promote(&uk(), &by("f", "looks good")).unwrap();
+        assert_eq!((summary.active, summary.candidate), (1, None));
+        assert_eq!(registry.rollback(&uk(), &by("f", "")).unwrap().active, 2);
+    }
+
+    #[test]
+    fn a_failed_publish_leaves_nothing_and_a_version_changed_on_disk_keeps_serving() {
+        let f = fixture();
+        let registry = Registry::open(f.paths.clone()).unwrap();
+        let err = registry
+            .publish(&uk(), &by("ann", ""), |dir| {
+                std::fs::write(dir.join(file::BUNDLE_FILE), "system_text = \"\"\n").unwrap();
+                Ok(())
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("system_text is empty"), "{err}");
+        let published = std::fs::read_dir(registry.published_dir().join("uk")).unwrap().count();
+        assert_eq!(published, 0, "no partial directory left behind");
+        assert!(registry.audit_page(None, None, 0, "").unwrap().0.is_empty(), "nothing audited");
+
+        write(&f.paths.shipped, "uk/v2/bundle.toml", "system_text = \"edited\"\n");
+        write(&f.paths.shipped, "uk/v4/bundle.toml", "system_text = \"four\"\n");
+        let reloaded = registry.reload(&by("ops", "")).unwrap();
+        assert_eq!(reloaded, Reloaded { added: vec!["uk@4".into()], changed: vec!["uk@2".into()] });
+        assert_eq!(served_text(&registry), "two", "the changed version serves what it was");
+        assert_eq!(publish(&registry, "five"), 5, "numbering continues after versions found on disk");
+    }
+}

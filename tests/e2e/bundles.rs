@@ -1,0 +1,350 @@
+//! PromptService over real gRPC: publishing a bundle with real trained artifacts, the evaluation gate
+//! on the real model, hot swaps that leave a request in flight on its version, A/B routing, rollback,
+//! the audit log, a restart; and the feedback loop from SubmitFeedback to training examples.
+
+use rudder_core::BundleKey;
+use rudder_proto::v1::{
+    self, ActivateBundleRequest, ArtifactData, ArtifactKind, ArtifactManifest, BundleRef, BundleSpec,
+    EvaluateBundleRequest, GenerateRequest, GetAuditLogRequest, GetBundleRequest, ListBundlesRequest,
+    ListFeedbackRequest, PromoteCandidateRequest, PublishBundleRequest, Rating, RollbackBundleRequest,
+    SamplingParams, SubmitFeedbackRequest, generate_event::Event,
+    generation_service_client::GenerationServiceClient, prompt_service_client::PromptServiceClient,
+    publish_bundle_request::Message,
+};
+use rudder_tests::{TestServer, workspace_root};
+use tonic::{Code, transport::Channel};
+
+fn uk(version: u32) -> Option<BundleRef> {
+    Some(BundleRef { region: "uk".into(), brand: String::new(), version })
+}
+
+/// A short uk question with its passage, answered in `max_tokens` tokens at most.
+fn question(conversation_id: &str, max_tokens: u32) -> GenerateRequest {
+    GenerateRequest {
+        question: "How long do refunds take?".into(),
+        region: "uk".into(),
+        conversation_id: conversation_id.into(),
+        passages: vec![v1::Passage {
+            document: Some(v1::DocumentRef { doc_id: "refunds-uk".into(), version: "2026-01".into() }),
+            title: "Refunds (UK)".into(),
+            heading_path: vec!["Refund timing".into()],
+            text: "Refunds reach the original payment method within 5 working days of the return arriving."
+                .into(),
+            regions: vec!["uk".into()],
+            ..Default::default()
+        }],
+        sampling: Some(SamplingParams { max_tokens: Some(max_tokens), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+/// The version that served one answer, and the answer's request id.
+async fn served_by(
+    client: &mut GenerationServiceClient<Channel>,
+    request: GenerateRequest,
+) -> anyhow::Result<(u32, String)> {
+    let response = client.generate_once(request).await?.into_inner();
+    let stats = response.stats.ok_or_else(|| anyhow::anyhow!("no stats"))?;
+    Ok((stats.bundle.map_or(0, |b| b.version), response.request_id))
+}
+
+/// A publish of uk with `system_text` and the shipped uk artifacts (as files of the trainer's format),
+/// the soft prompt's bytes replaced by `soft_prompt_bytes` when given.
+fn publish_messages(
+    fingerprint: &str,
+    system_text: &str,
+    soft_prompt_bytes: Option<Vec<u8>>,
+) -> anyhow::Result<Vec<PublishBundleRequest>> {
+    let artifacts = workspace_root().join("prompts/artifacts/uk");
+    let prefix = std::fs::read(artifacts.join("policy-prefix/tensors.safetensors"))?;
+    let soft = match soft_prompt_bytes {
+        Some(bytes) => bytes,
+        None => std::fs::read(artifacts.join("tone-soft-prompt/tensors.safetensors"))?,
+    };
+    let manifest = |kind: ArtifactKind, name: &str| ArtifactManifest {
+        kind: kind as i32,
+        name: name.into(),
+        base_model_fingerprint: fingerprint.into(),
+        steps: 24,
+        ..Default::default()
+    };
+    let spec = BundleSpec {
+        region: "uk".into(),
+        system_text: system_text.into(),
+        artifacts: vec![
+            manifest(ArtifactKind::PolicyPrefix, "policy-prefix"),
+            manifest(ArtifactKind::ToneSoftPrompt, "tone-soft-prompt"),
+        ],
+        retrieval_regions: vec!["uk".into()],
+        description: "uk@2's steering, republished".into(),
+        actor: "ann".into(),
+        ..Default::default()
+    };
+    let data = |name: &str, bytes: &[u8]| -> Vec<PublishBundleRequest> {
+        // In pieces, as a client streams a large file.
+        bytes
+            .chunks(64 << 10)
+            .map(|piece| PublishBundleRequest {
+                message: Some(Message::Data(ArtifactData {
+                    artifact_name: name.into(),
+                    content: piece.to_vec(),
+                })),
+            })
+            .collect()
+    };
+    let mut messages = vec![PublishBundleRequest { message: Some(Message::Spec(spec)) }];
+    messages.extend(data("policy-prefix", &prefix));
+    messages.extend(data("tone-soft-prompt", &soft));
+    Ok(messages)
+}
+
+/// A soft prompt of `rows` x `hidden` values, one of which may be NaN, as safetensors bytes.
+fn soft_prompt(rows: usize, hidden: usize, nan: bool) -> anyhow::Result<Vec<u8>> {
+    let mut values = vec![0.01f32; rows * hidden];
+    if nan {
+        values[3] = f32::NAN;
+    }
+    let tensor = candle_core::Tensor::from_vec(values, (rows, hidden), &candle_core::Device::Cpu)?;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("t.safetensors");
+    candle_core::safetensors::save(
+        &std::collections::HashMap::from([("prompt_embeddings".to_owned(), tensor)]),
+        &path,
+    )?;
+    Ok(std::fs::read(path)?)
+}
+
+#[tokio::test]
+async fn publish_gate_hot_swap_ab_rollback_and_audit_over_grpc() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let channel = server.channel().await?;
+    let mut prompts = PromptServiceClient::new(channel.clone());
+    let mut generation = GenerationServiceClient::new(channel);
+    let info = generation.get_model_info(v1::GetModelInfoRequest::default()).await?.into_inner();
+    let v2_text = prompts.get_bundle(GetBundleRequest { r#ref: uk(2) }).await?.into_inner();
+    let v2_text = v2_text.bundle.map(|b| b.system_text).unwrap_or_default();
+
+    // Bad publishes: a clear status each, and nothing written.
+    let publisher = prompts.clone();
+    let publish = |messages: Vec<PublishBundleRequest>| {
+        let mut prompts = publisher.clone();
+        async move { prompts.publish_bundle(tokio_stream::iter(messages)).await }
+    };
+    let wrong_model = publish(publish_messages("llama:0000", &v2_text, None)?).await.unwrap_err();
+    assert_eq!(wrong_model.code(), Code::FailedPrecondition, "{wrong_model:?}");
+    let nan = publish(publish_messages(
+        &info.fingerprint,
+        &v2_text,
+        Some(soft_prompt(20, info.hidden_size as usize, true)?),
+    )?)
+    .await
+    .unwrap_err();
+    assert_eq!(nan.code(), Code::InvalidArgument);
+    assert!(nan.message().contains("NaN"), "{nan:?}");
+    let misshapen = publish(publish_messages(&info.fingerprint, &v2_text, Some(soft_prompt(20, 7, false)?))?)
+        .await
+        .unwrap_err();
+    assert_eq!(misshapen.code(), Code::InvalidArgument);
+    assert!(misshapen.message().contains("shape"), "{misshapen:?}");
+    let mut missing_data = publish_messages(&info.fingerprint, &v2_text, None)?;
+    missing_data
+        .retain(|m| !matches!(&m.message, Some(Message::Data(d)) if d.artifact_name == "tone-soft-prompt"));
+    assert_eq!(publish(missing_data).await.unwrap_err().code(), Code::InvalidArgument);
+    let listed = prompts.list_bundles(ListBundlesRequest { region: "uk".into() }).await?.into_inner();
+    assert_eq!(listed.bundles[0].versions, [1, 2], "no bad publish left a version behind");
+
+    // A good publish: uk@3 carries exactly uk@2's steering, so the gate compares equals.
+    let published = publish(publish_messages(&info.fingerprint, &v2_text, None)?).await?.into_inner();
+    assert_eq!(published.r#ref.map(|r| r.version), Some(3));
+    let v3 = prompts.get_bundle(GetBundleRequest { r#ref: uk(3) }).await?.into_inner();
+    let v3_bundle = v3.bundle.ok_or_else(|| anyhow::anyhow!("no bundle"))?;
+    assert!(!v3.active, "published, not yet active");
+    let prefix = v3_bundle.policy_prefix.ok_or_else(|| anyhow::anyhow!("no prefix manifest"))?;
+    assert_eq!(prefix.base_model_fingerprint, info.fingerprint);
+    assert_eq!(prefix.shapes["prefix_keys"].dims.len(), 4);
+
+    // Evaluations first, then a request starts on uk@2, then uk@3 goes live: the request in flight
+    // finishes on uk@2, the next one is served by uk@3.
+    for version in [2, 3] {
+        let report =
+            prompts.evaluate_bundle(EvaluateBundleRequest { r#ref: uk(version) }).await?.into_inner();
+        let metrics = report.report.map(|r| r.metrics).unwrap_or_default();
+        assert!(
+            metrics.contains_key("heldout_nll") && metrics.contains_key("british_spelling"),
+            "{metrics:?}"
+        );
+    }
+    let mut in_flight = generation.generate(question("", 16)).await?.into_inner();
+    let first = in_flight.message().await?.and_then(|e| e.event);
+    let Some(Event::Started(started)) = first else { anyhow::bail!("no Started event: {first:?}") };
+    assert_eq!(started.bundle.map(|b| b.version), Some(2));
+    let activated = prompts
+        .activate_bundle(ActivateBundleRequest {
+            r#ref: uk(3),
+            actor: "bob".into(),
+            reason: "same steering".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert!(!activated.gate.is_empty() && activated.gate.iter().all(|c| c.passed), "{:?}", activated.gate);
+    let mut finished_on = None;
+    while let Some(event) = in_flight.message().await? {
+        if let Some(Event::Stats(stats)) = event.event {
+            finished_on = stats.bundle.map(|b| b.version);
+        }
+    }
+    assert_eq!(finished_on, Some(2), "the request in flight finished on the version it started with");
+    assert_eq!(served_by(&mut generation, question("", 1)).await?.0, 3);
+
+    // The gate refuses uk@1 (guidance as text: a much higher held-out NLL than the tuned steering);
+    // force needs a reason.
+    let refused = prompts
+        .activate_bundle(ActivateBundleRequest { r#ref: uk(1), actor: "eve".into(), ..Default::default() })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(refused.message().contains("heldout_nll"), "{refused:?}");
+    let no_reason = prompts
+        .activate_bundle(ActivateBundleRequest { r#ref: uk(1), force: true, ..Default::default() })
+        .await
+        .unwrap_err();
+    assert_eq!(no_reason.code(), Code::InvalidArgument);
+    assert_eq!(served_by(&mut generation, question("", 1)).await?.0, 3, "refusals change nothing");
+
+    // A/B: uk@2 as the candidate for 50% of conversations, sticky per conversation id.
+    prompts
+        .activate_bundle(ActivateBundleRequest {
+            r#ref: uk(2),
+            traffic_percent: 50,
+            actor: "bob".into(),
+            ..Default::default()
+        })
+        .await?;
+    let key = BundleKey { region: "uk".into(), brand: None };
+    let conversation = |on_candidate: bool| {
+        (0..)
+            .map(|i| format!("conversation-{i}"))
+            .find(|id| (rudder_prompts::bundles::registry::ab_bucket(&key, id) < 50) == on_candidate)
+            .unwrap_or_default()
+    };
+    for (id, expected) in [(conversation(true), 2), (conversation(false), 3)] {
+        for _ in 0..2 {
+            assert_eq!(served_by(&mut generation, question(&id, 1)).await?.0, expected, "{id}");
+        }
+    }
+    let candidate = prompts.get_bundle(GetBundleRequest { r#ref: uk(2) }).await?.into_inner();
+    assert!(candidate.candidate);
+    let traffic = candidate.bundle.and_then(|b| b.traffic).unwrap_or_default();
+    assert!(traffic.requests >= 2 && traffic.latency_p50_ms > 0.0, "{traffic:?}");
+    let promoted = prompts
+        .promote_candidate(PromoteCandidateRequest {
+            region: "uk".into(),
+            actor: "bob".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(promoted.summary.map(|s| (s.active_version, s.candidate_version)), Some((2, 0)));
+
+    // Rollback returns to uk@3, and that survives a restart.
+    let rolled = prompts
+        .rollback_bundle(RollbackBundleRequest {
+            region: "uk".into(),
+            actor: "carol".into(),
+            reason: "night shift".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(rolled.summary.map(|s| s.active_version), Some(3));
+    let server = server.restart().await?;
+    let channel = server.channel().await?;
+    let mut prompts = PromptServiceClient::new(channel.clone());
+    let mut generation = GenerationServiceClient::new(channel);
+    assert_eq!(served_by(&mut generation, question("", 1)).await?.0, 3);
+    let audit = prompts
+        .get_audit_log(GetAuditLogRequest { region: "uk".into(), ..Default::default() })
+        .await?
+        .into_inner();
+    let trail: Vec<(i32, u32, u32, &str)> =
+        audit.entries.iter().map(|e| (e.action, e.from_version, e.to_version, e.actor.as_str())).collect();
+    use v1::AuditAction as A;
+    assert_eq!(
+        trail,
+        [
+            (A::Rollback as i32, 2, 3, "carol"),
+            (A::PromoteCandidate as i32, 3, 2, "bob"),
+            (A::StartCandidate as i32, 3, 2, "bob"),
+            (A::Activate as i32, 2, 3, "bob"),
+            (A::Publish as i32, 0, 3, "ann"),
+        ]
+    );
+    let unknown = prompts
+        .activate_bundle(ActivateBundleRequest { r#ref: uk(9), ..Default::default() })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    server.server.shutdown().await
+}
+
+#[tokio::test]
+async fn feedback_is_stored_listed_and_exported_as_training_examples() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let mut generation = GenerationServiceClient::new(server.channel().await?);
+    let (_, request_id) = served_by(&mut generation, question("c-7", 8)).await?;
+
+    let bad = |request_id: &str, rating: Rating| SubmitFeedbackRequest {
+        request_id: request_id.into(),
+        rating: rating as i32,
+        corrected_answer: "Refunds reach you within 5 working days of the return arriving [1].".into(),
+        reason: "wrong timing".into(),
+        author: "agent-7".into(),
+    };
+    let unknown = generation.submit_feedback(bad("no-such-request", Rating::Bad)).await.unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    let unrated = generation.submit_feedback(bad(&request_id, Rating::Unspecified)).await.unwrap_err();
+    assert_eq!(unrated.code(), Code::InvalidArgument);
+    assert!(unrated.message().contains("rating"), "{unrated:?}");
+    let stored = generation.submit_feedback(bad(&request_id, Rating::Bad)).await?.into_inner();
+    assert!(!stored.feedback_id.is_empty());
+
+    // Durable: listed after a restart, with the answer it rates.
+    let server = server.restart().await?;
+    let mut generation = GenerationServiceClient::new(server.channel().await?);
+    let listed = generation
+        .list_feedback(ListFeedbackRequest {
+            region: "uk".into(),
+            corrections_only: true,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let [record] = listed.feedback.as_slice() else { anyhow::bail!("expected one record: {listed:?}") };
+    assert_eq!(
+        (record.feedback_id.as_str(), record.request_id.as_str()),
+        (stored.feedback_id.as_str(), request_id.as_str())
+    );
+    assert_eq!(record.question, "How long do refunds take?");
+    assert_eq!(record.passages.len(), 1);
+    assert_eq!(record.bundle.as_ref().map(|b| b.version), Some(2));
+
+    // export-feedback writes what the trainer reads.
+    let out = tempfile::tempdir()?;
+    let exported = out.path().join("feedback-train.jsonl");
+    rudder_server::prompts_cmd::run(rudder_server::prompts_cmd::PromptsCommand::ExportFeedback {
+        out: exported.clone(),
+        region: Some("uk".into()),
+        include_good: false,
+        config: rudder_server::ConfigFlags {
+            data_dir: Some(server.config.server.data_dir.clone()),
+            ..Default::default()
+        },
+    })
+    .await?;
+    let data = rudder_prompts::train::data::DataFile::read(&exported, rudder_prompts::train::BadLines::Stop)?;
+    let [example] = data.examples.as_slice() else { anyhow::bail!("expected one example") };
+    assert_eq!(example.answer, record.corrected_answer);
+    assert!(example.context.last().is_some_and(|turn| turn.content.contains("Refund timing")));
+    server.server.shutdown().await
+}
