@@ -24,4 +24,17 @@ for _ in $(seq 1 300); do
 done
 [ -f "$work/addr" ] || { cat "$work/server.log" >&2; echo "smoke.sh: rudder serve did not start" >&2; exit 1; }
 "$python" "$here/check_server.py" "$(cat "$work/addr")"
+
+# The example client (rudder_client.py): one ingest of a tiny folder, a Markdown file with front
+# matter and a text file whose metadata comes from its sidecar NAME.meta.toml.
+mkdir -p "$work/docs"
+printf '+++\ndoc_id = "smoke-returns"\ntitle = "Returns (smoke)"\nregions = ["uk"]\nversion = "1"\n+++\n\n# Returns\n\n## Window\n\nReturn items within 30 days.\n' \
+  >"$work/docs/returns.md"
+printf 'Gift cards never expire.\n' >"$work/docs/gift-cards.txt"
+printf 'doc_id = "smoke-gift-cards"\nregions = ["us"]\n' >"$work/docs/gift-cards.meta.toml"
+ingest_out="$("$python" "$here/rudder_client.py" --addr "$(cat "$work/addr")" ingest "$work/docs" 2>&1)" \
+  || { echo "$ingest_out" >&2; echo "smoke.sh: rudder_client.py ingest failed" >&2; exit 1; }
+echo "$ingest_out"
+grep -q '^ok *gift-cards.txt: smoke-gift-cards@' <<<"$ingest_out" \
+  || { echo "smoke.sh: rudder_client.py ingest did not use the sidecar metadata" >&2; exit 1; }
 echo "python client check passed"
