@@ -64,6 +64,15 @@ impl IngestServiceImpl {
     }
 }
 
+/// The wire response for documents ingested outside an upload stream (`rudder ingest --local`), so
+/// both paths print the same table.
+pub fn response_for(reports: Vec<DocumentReport>, elapsed: std::time::Duration) -> IngestResponse {
+    let mut summary = IngestSummary::default();
+    let results = reports.into_iter().map(|report| document_result(report, &mut summary)).collect();
+    summary.elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+    IngestResponse { results, summary: Some(summary) }
+}
+
 fn document_result(report: DocumentReport, summary: &mut IngestSummary) -> DocumentResult {
     let DocumentReport { doc_id, file_name, result } = report;
     let mut out = DocumentResult { doc_id, file_name, ..Default::default() };

@@ -7,4 +7,5 @@ mod bundles;
 mod generation;
 mod journey;
 mod model_files;
+mod retrieval_quality;
 mod server_contract;

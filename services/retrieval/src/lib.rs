@@ -4,6 +4,7 @@
 //! [`Retriever`] is also the in-process [`PassageSource`] generation uses in the all-in-one server.
 
 mod grpc;
+pub mod quality;
 
 use std::{sync::Arc, time::Instant};
 

@@ -1,4 +1,4 @@
-//! The command line: `rudder serve | status | ingest | ask | prompts | config show | models verify | bench`.
+//! The command line: `rudder serve | status | ingest | ask | prompts | eval | config show | models verify | bench`.
 
 use crate::{ConfigFlags, RunningServer, grpc, layered_config, logging, preflight, status};
 use clap::{Parser, Subcommand};
@@ -44,9 +44,18 @@ pub enum Command {
     /// Prompt tuning: train, evaluate, import and export steering artifacts.
     #[command(subcommand)]
     Prompts(Box<crate::prompts_cmd::PromptsCommand>),
+    /// Quality measurements.
+    #[command(subcommand)]
+    Eval(EvalCommand),
     /// Benchmarks (figures go into BENCHMARKS.md).
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvalCommand {
+    /// Recall@1, recall@5 and MRR of dense, sparse and hybrid retrieval on the labelled question set.
+    Retrieval(crate::eval_cmd::RetrievalEvalArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -95,6 +104,7 @@ impl Cli {
             }
             Command::Models(ModelsCommand::Verify { config }) => verify_models(&config),
             Command::Prompts(command) => crate::prompts_cmd::run(*command).await,
+            Command::Eval(EvalCommand::Retrieval(args)) => crate::eval_cmd::retrieval(&args).await,
             Command::Bench(BenchCommand::Train { config }) => {
                 let config = config.load()?;
                 crate::bench::train(&preflight::quick(&config.models.dir)?)

@@ -135,7 +135,7 @@ impl RunningServer {
 }
 
 /// The embedder and the vector store (embedded qdrant-edge under the data directory).
-async fn open_store(
+pub async fn open_store(
     config: &Config,
     files: &ModelFiles,
 ) -> anyhow::Result<(Arc<dyn VectorStore>, Arc<dyn Embedder>)> {

@@ -1,13 +1,19 @@
-//! `rudder ingest PATH...`: uploads files and directories to a running server's IngestService, with
-//! progress (documents sent, documents/s) and the per-document summary table at the end.
+//! `rudder ingest PATH...`: uploads files and directories to a running server's IngestService — or,
+//! with `--local`, loads, chunks, embeds and stores them straight into the embedded store under
+//! `server.data_dir` (no server; stop one that uses the same data directory first). Either way a
+//! progress bar while it runs and the per-document table at the end.
 
-use std::{path::PathBuf, time::Instant};
+use std::{path::PathBuf, sync::Arc, time::Instant};
 
 use rudder_ingest::{
+    IngestOptions, Pipeline,
     client::{self, WalkOptions},
     metadata::PartialMetadata,
+    pipeline::DocumentReport,
 };
-use rudder_proto::v1::ingest_service_client::IngestServiceClient;
+use rudder_proto::v1::{IngestResponse, ingest_service_client::IngestServiceClient};
+
+use crate::{ConfigFlags, progress::ProgressBar};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct IngestArgs {
@@ -17,6 +23,9 @@ pub struct IngestArgs {
     /// The server's URL.
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     pub server: String,
+    /// Ingest into the embedded store under server.data_dir directly, without a server.
+    #[arg(long)]
+    pub local: bool,
     /// Only files matching this glob (repeatable).
     #[arg(long)]
     pub include: Vec<String>,
@@ -29,9 +38,12 @@ pub struct IngestArgs {
     /// Brand for documents that name none.
     #[arg(long)]
     pub brand: Option<String>,
+    /// With --local: the configuration (data directory, models directory, regions).
+    #[command(flatten)]
+    pub config: ConfigFlags,
 }
 
-/// Uploads and prints the summary; an error only when the upload as a whole fails.
+/// Ingests and prints the summary; an error only when the run as a whole fails.
 pub async fn ingest(args: &IngestArgs) -> anyhow::Result<()> {
     let files = client::collect_files(
         &args.paths,
@@ -45,23 +57,26 @@ pub async fn ingest(args: &IngestArgs) -> anyhow::Result<()> {
         brand: args.brand.clone(),
         ..PartialMetadata::default()
     };
-    let channel = crate::status::connect(&args.server).await?;
     let total = files.len();
     let started = Instant::now();
-    let response = client::upload_files(
-        &mut IngestServiceClient::new(channel),
-        files,
-        flags,
-        move |index, path, bytes| {
-            let rate = (index + 1) as f64 / started.elapsed().as_secs_f64().max(1e-3);
-            eprintln!(
-                "  [{:>3}/{total}] sent {} ({bytes} bytes, {rate:.1} docs/s)",
-                index + 1,
-                path.display()
-            );
-        },
-    )
-    .await?;
+    let response = if args.local {
+        ingest_locally(&args.config, files, flags).await?
+    } else {
+        let channel = crate::status::connect(&args.server).await?;
+        let bar = Arc::new(ProgressBar::new(total, "sent"));
+        let progress = Arc::clone(&bar);
+        let response = client::upload_files(
+            &mut IngestServiceClient::new(channel),
+            files,
+            flags,
+            move |index, path, _| {
+                progress.update(index + 1, &path.display().to_string());
+            },
+        )
+        .await?;
+        bar.finish();
+        response
+    };
     let elapsed = started.elapsed().as_secs_f64();
     print!("{}", client::summary_table(&response));
     if let Some(summary) = response.summary {
@@ -73,4 +88,39 @@ pub async fn ingest(args: &IngestArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The same pipeline the server runs, in this process, on the configured embedded store.
+async fn ingest_locally(
+    flags: &ConfigFlags,
+    files: Vec<PathBuf>,
+    metadata: PartialMetadata,
+) -> anyhow::Result<IngestResponse> {
+    let config = flags.load()?;
+    let model_files = crate::preflight::quick(&config.models.dir)?;
+    let (store, embedder) = crate::grpc::open_store(&config, &model_files).await?;
+    let pipeline =
+        Pipeline::new(Arc::clone(&store), embedder, IngestOptions::new(config.store.regions.clone()));
+    tokio::task::spawn_blocking(move || -> anyhow::Result<IngestResponse> {
+        let started = Instant::now();
+        let bar = ProgressBar::new(files.len(), "docs");
+        let mut reports = Vec::with_capacity(files.len());
+        for (index, path) in files.iter().enumerate() {
+            let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let report = match client::read_document(path, &metadata) {
+                Ok(document) => pipeline.ingest(document),
+                Err(err) => DocumentReport {
+                    doc_id: String::new(),
+                    file_name,
+                    result: Err(rudder_core::ServiceError::invalid("file", err.to_string())),
+                },
+            };
+            reports.push(report);
+            bar.update(index + 1, &path.display().to_string());
+        }
+        bar.finish();
+        store.flush()?;
+        Ok(rudder_ingest::service::response_for(reports, started.elapsed()))
+    })
+    .await?
 }

@@ -4,11 +4,13 @@
 pub mod ask;
 pub mod bench;
 pub mod cli;
+pub mod eval_cmd;
 pub mod grpc;
 pub mod ingest_cmd;
 pub mod layered_config;
 pub mod logging;
 pub mod preflight;
+pub mod progress;
 pub mod prompts_cmd;
 pub mod status;
 

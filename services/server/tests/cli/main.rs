@@ -160,3 +160,28 @@ fn prompts_train_reports_a_malformed_line_then_trains_exports_and_imports_a_soft
     assert_eq!(manifest["kind"], "soft-prompt");
     assert_eq!(manifest["tensors"]["prompt_embeddings"], serde_json::json!([2, 576]));
 }
+
+#[test]
+fn ingest_local_stores_documents_without_a_server_and_a_second_run_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let docs = dir.path().join("docs");
+    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::write(
+        docs.join("returns.md"),
+        "+++\ndoc_id = \"returns-test\"\ntitle = \"Returns\"\nregions = [\"uk\"]\nversion = \"1\"\n+++\n\n# Returns\n\n## Window\n\nReturn items within 28 days.\n",
+    )
+    .unwrap();
+    std::fs::write(docs.join("notes.txt"), "No metadata anywhere.").unwrap();
+    let data_dir = dir.path().join("data");
+    let run = || {
+        let output =
+            rudder(&["ingest", "--local"]).arg(&docs).arg("--data-dir").arg(&data_dir).output().unwrap();
+        assert!(output.status.success(), "{}", stderr_of(&output));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    let first = run();
+    assert!(first.contains("returns-test") && first.contains("ingested"), "{first}");
+    assert!(first.contains("notes.txt") && first.contains("FAILED") && first.contains("regions"), "{first}");
+    let second = run();
+    assert!(second.contains("unchanged"), "the same content again is a no-op: {second}");
+}
