@@ -63,3 +63,143 @@ async fn ingest_the_corpus_retrieve_per_region_and_answer_from_it() -> anyhow::R
     assert!(answer.stats.is_some_and(|s| s.retrieval_ms > 0 || s.prompt_tokens > 0));
     server.server.shutdown().await
 }
+
+/// Uploads `files` and returns the response's summary.
+async fn ingest(
+    channel: &tonic::transport::Channel,
+    files: Vec<std::path::PathBuf>,
+) -> anyhow::Result<rudder_proto::v1::IngestSummary> {
+    let response = client::upload_files(
+        &mut IngestServiceClient::new(channel.clone()),
+        files,
+        PartialMetadata::default(),
+        |_, _, _| {},
+    )
+    .await?;
+    Ok(response.summary.unwrap_or_default())
+}
+
+fn refund_question(max_tokens: u32) -> GenerateRequest {
+    GenerateRequest {
+        question: "How long does a refund take after you get my return?".into(),
+        region: "uk".into(),
+        conversation_id: "journey-1".into(),
+        sampling: Some(SamplingParams { max_tokens: Some(max_tokens), ..Default::default() }),
+        ..Default::default()
+    }
+}
+
+/// Versions of `doc_id` among an answer's passages and citations.
+fn versions_of(response: &rudder_proto::v1::GenerateResponse, doc_id: &str) -> Vec<String> {
+    let from_passages = response
+        .passages
+        .iter()
+        .filter_map(|p| p.document.as_ref())
+        .filter(|d| d.doc_id == doc_id)
+        .map(|d| d.version.clone());
+    let from_citations = response
+        .citations
+        .iter()
+        .filter_map(|c| c.document.as_ref())
+        .filter(|d| d.doc_id == doc_id)
+        .map(|d| d.version.clone());
+    from_passages.chain(from_citations).collect()
+}
+
+/// The journey of issue 8 on the all-in-one server: ingest -> ask -> the refunds policy changes (a
+/// new version) -> the next answer uses only the new version -> the region's bundle is swapped while
+/// a stream is in flight (it finishes on the old bundle, the next answer uses the new one) ->
+/// rollback -> feedback on an answer is recorded.
+#[tokio::test]
+async fn a_policy_change_a_bundle_swap_a_rollback_and_feedback_in_one_journey() -> anyhow::Result<()> {
+    use rudder_proto::v1::{
+        ActivateBundleRequest, BundleRef, ListFeedbackRequest, Rating, RollbackBundleRequest,
+        SubmitFeedbackRequest, generate_event::Event, prompt_service_client::PromptServiceClient,
+    };
+    let server = TestServer::start().await?;
+    let channel = server.channel().await?;
+    let corpus = workspace_root().join("ingest/corpus");
+    let files = client::collect_files(&[corpus.join("uk"), corpus.join("shared")], &WalkOptions::default())?;
+    assert_eq!(ingest(&channel, files).await?.failed, 0);
+
+    let mut generation = GenerationServiceClient::new(channel.clone());
+    let before = generation.generate_once(refund_question(8)).await?.into_inner();
+    assert!(
+        versions_of(&before, "refunds-uk").iter().all(|v| v == "2026-03-01")
+            && !versions_of(&before, "refunds-uk").is_empty(),
+        "the first answer draws on refunds-uk 2026-03-01: {:?}",
+        before.passages
+    );
+
+    // The refunds policy changes: a new version with a shorter refund time.
+    let dir = tempfile::tempdir()?;
+    let original = std::fs::read_to_string(corpus.join("uk/refunds-uk.md"))?;
+    let changed = original
+        .replace("version = \"2026-03-01\"", "version = \"2026-12-01\"")
+        .replace("We refund you within **14 days**", "We refund you within **7 days**");
+    assert_ne!(changed, original);
+    std::fs::write(dir.path().join("refunds-uk.md"), changed)?;
+    let summary = ingest(&channel, vec![dir.path().join("refunds-uk.md")]).await?;
+    assert_eq!(summary.replaced, 1, "{summary:?}");
+    let after = generation.generate_once(refund_question(8)).await?.into_inner();
+    let versions = versions_of(&after, "refunds-uk");
+    assert!(
+        !versions.is_empty() && versions.iter().all(|v| v == "2026-12-01"),
+        "only the new version: {versions:?}"
+    );
+    assert!(after.passages.iter().any(|p| p.text.contains("7 days")), "the new text is what the model saw");
+
+    // The bundle swap: uk@2 serves a stream while uk@1 is activated (forced, with a reason: this is a
+    // swap to the text-only version, which the gate would refuse).
+    let mut prompts = PromptServiceClient::new(channel.clone());
+    let mut in_flight = generation.generate(refund_question(12)).await?.into_inner();
+    let first = in_flight.message().await?.and_then(|e| e.event);
+    assert!(
+        matches!(&first, Some(Event::Started(s)) if s.bundle.as_ref().map(|b| b.version) == Some(2)),
+        "{first:?}"
+    );
+    prompts
+        .activate_bundle(ActivateBundleRequest {
+            r#ref: Some(BundleRef { region: "uk".into(), brand: String::new(), version: 1 }),
+            force: true,
+            reason: "journey: switch to the text-only bundle".into(),
+            actor: "journey".into(),
+            ..Default::default()
+        })
+        .await?;
+    let mut finished_on = None;
+    while let Some(event) = in_flight.message().await? {
+        if let Some(Event::Stats(stats)) = event.event {
+            finished_on = stats.bundle.map(|b| b.version);
+        }
+    }
+    assert_eq!(finished_on, Some(2), "the stream in flight finished on the bundle it started with");
+    let swapped = generation.generate_once(refund_question(4)).await?.into_inner();
+    assert_eq!(swapped.stats.and_then(|s| s.bundle).map(|b| b.version), Some(1));
+
+    // Rollback, then feedback on the rolled-back answer.
+    let rolled = prompts
+        .rollback_bundle(RollbackBundleRequest {
+            region: "uk".into(),
+            reason: "journey".into(),
+            actor: "journey".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    assert_eq!(rolled.summary.map(|s| s.active_version), Some(2));
+    let answer = generation.generate_once(refund_question(8)).await?.into_inner();
+    assert_eq!(answer.stats.as_ref().and_then(|s| s.bundle.as_ref()).map(|b| b.version), Some(2));
+    generation
+        .submit_feedback(SubmitFeedbackRequest {
+            request_id: answer.request_id.clone(),
+            rating: Rating::Bad as i32,
+            corrected_answer: "We refund you within 7 days of receiving your return [1].".into(),
+            reason: "the policy changed".into(),
+            author: "journey".into(),
+        })
+        .await?;
+    let listed = generation.list_feedback(ListFeedbackRequest::default()).await?.into_inner();
+    assert_eq!(listed.feedback.first().map(|f| f.request_id.as_str()), Some(answer.request_id.as_str()));
+    server.server.shutdown().await
+}
