@@ -21,6 +21,11 @@ impl TestServer {
     /// Starts the all-in-one server on a free loopback port. Evaluations (the activation gate) cover
     /// two held-out examples with short answers, so tests that run them stay quick.
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(|_| {}).await
+    }
+
+    /// [`TestServer::start`] with the configuration adjusted first (services, retrieval URL, ...).
+    pub async fn start_with(configure: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
         let data_dir = tempfile::tempdir()?;
         let flags = ConfigFlags {
             listen: Some("127.0.0.1:0".parse()?),
@@ -32,17 +37,24 @@ impl TestServer {
         config.prompts.eval_data_dir = workspace_root().join("prompts/data");
         config.prompts.eval_limit = 2;
         config.prompts.eval_max_new_tokens = 12;
+        configure(&mut config);
         let server = RunningServer::start(&config).await?;
         Ok(Self { server, config, _data_dir: data_dir })
     }
 
-    /// Stops the server and starts a new one on the same data directory (and a new port).
+    /// Stops the server and starts a new one on the same data directory and port.
     pub async fn restart(self) -> anyhow::Result<Self> {
+        let (stopped, config) = self.stop().await?;
+        stopped.start_again(config).await
+    }
+
+    /// Stops the server, keeping its data directory (and, in the returned config, its address) for
+    /// [`Stopped::start_again`].
+    pub async fn stop(self) -> anyhow::Result<(Stopped, Config)> {
         let Self { server, mut config, _data_dir } = self;
+        config.server.listen = server.addr();
         server.shutdown().await?;
-        config.server.listen = "127.0.0.1:0".parse()?;
-        let server = RunningServer::start(&config).await?;
-        Ok(Self { server, config, _data_dir })
+        Ok((Stopped { _data_dir }, config))
     }
 
     pub fn url(&self) -> String {
@@ -51,5 +63,19 @@ impl TestServer {
 
     pub async fn channel(&self) -> anyhow::Result<tonic::transport::Channel> {
         rudder_server::status::connect(&self.url()).await
+    }
+}
+
+/// A stopped [`TestServer`]'s data directory, kept for a restart.
+#[derive(Debug)]
+pub struct Stopped {
+    _data_dir: tempfile::TempDir,
+}
+
+impl Stopped {
+    /// Starts the server again on the same data directory with `config` (the same port).
+    pub async fn start_again(self, config: Config) -> anyhow::Result<TestServer> {
+        let server = RunningServer::start(&config).await?;
+        Ok(TestServer { server, config, _data_dir: self._data_dir })
     }
 }

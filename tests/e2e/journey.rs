@@ -10,6 +10,7 @@ use rudder_proto::v1::{
     ingest_service_client::IngestServiceClient, retrieval_service_client::RetrievalServiceClient,
 };
 use rudder_tests::{TestServer, workspace_root};
+use tonic::transport::Channel;
 
 #[tokio::test]
 async fn ingest_the_corpus_retrieve_per_region_and_answer_from_it() -> anyhow::Result<()> {
@@ -106,27 +107,25 @@ fn versions_of(response: &rudder_proto::v1::GenerateResponse, doc_id: &str) -> V
     from_passages.chain(from_citations).collect()
 }
 
-/// The journey of issue 8 on the all-in-one server: ingest -> ask -> the refunds policy changes (a
-/// new version) -> the next answer uses only the new version -> the region's bundle is swapped while
-/// a stream is in flight (it finishes on the old bundle, the next answer uses the new one) ->
-/// rollback -> feedback on an answer is recorded.
-#[tokio::test]
-async fn a_policy_change_a_bundle_swap_a_rollback_and_feedback_in_one_journey() -> anyhow::Result<()> {
+/// The journey of issue 8: ingest -> ask -> the refunds policy changes (a new version) -> the next
+/// answer uses only the new version -> the region's bundle is swapped while a stream is in flight (it
+/// finishes on the old bundle, the next answer uses the new one) -> rollback -> feedback on an answer
+/// is recorded. `ingest_at` serves IngestService, `generate_at` GenerationService and PromptService
+/// (the same server all-in-one; different ones in split mode).
+async fn journey(ingest_at: &Channel, generate_at: &Channel) -> anyhow::Result<()> {
     use rudder_proto::v1::{
         ActivateBundleRequest, BundleRef, ListFeedbackRequest, Rating, RollbackBundleRequest,
         SubmitFeedbackRequest, generate_event::Event, prompt_service_client::PromptServiceClient,
     };
-    let server = TestServer::start().await?;
-    let channel = server.channel().await?;
     let corpus = workspace_root().join("ingest/corpus");
     let files = client::collect_files(&[corpus.join("uk"), corpus.join("shared")], &WalkOptions::default())?;
-    assert_eq!(ingest(&channel, files).await?.failed, 0);
+    assert_eq!(ingest(ingest_at, files).await?.failed, 0);
 
-    let mut generation = GenerationServiceClient::new(channel.clone());
+    let mut generation = GenerationServiceClient::new(generate_at.clone());
     let before = generation.generate_once(refund_question(8)).await?.into_inner();
+    let versions = versions_of(&before, "refunds-uk");
     assert!(
-        versions_of(&before, "refunds-uk").iter().all(|v| v == "2026-03-01")
-            && !versions_of(&before, "refunds-uk").is_empty(),
+        !versions.is_empty() && versions.iter().all(|v| v == "2026-03-01"),
         "the first answer draws on refunds-uk 2026-03-01: {:?}",
         before.passages
     );
@@ -139,7 +138,7 @@ async fn a_policy_change_a_bundle_swap_a_rollback_and_feedback_in_one_journey() 
         .replace("We refund you within **14 days**", "We refund you within **7 days**");
     assert_ne!(changed, original);
     std::fs::write(dir.path().join("refunds-uk.md"), changed)?;
-    let summary = ingest(&channel, vec![dir.path().join("refunds-uk.md")]).await?;
+    let summary = ingest(ingest_at, vec![dir.path().join("refunds-uk.md")]).await?;
     assert_eq!(summary.replaced, 1, "{summary:?}");
     let after = generation.generate_once(refund_question(8)).await?.into_inner();
     let versions = versions_of(&after, "refunds-uk");
@@ -151,7 +150,7 @@ async fn a_policy_change_a_bundle_swap_a_rollback_and_feedback_in_one_journey() 
 
     // The bundle swap: uk@2 serves a stream while uk@1 is activated (forced, with a reason: this is a
     // swap to the text-only version, which the gate would refuse).
-    let mut prompts = PromptServiceClient::new(channel.clone());
+    let mut prompts = PromptServiceClient::new(generate_at.clone());
     let mut in_flight = generation.generate(refund_question(12)).await?.into_inner();
     let first = in_flight.message().await?.and_then(|e| e.event);
     assert!(
@@ -201,5 +200,63 @@ async fn a_policy_change_a_bundle_swap_a_rollback_and_feedback_in_one_journey() 
         .await?;
     let listed = generation.list_feedback(ListFeedbackRequest::default()).await?.into_inner();
     assert_eq!(listed.feedback.first().map(|f| f.request_id.as_str()), Some(answer.request_id.as_str()));
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_journey_on_the_all_in_one_server() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let channel = server.channel().await?;
+    journey(&channel, &channel).await?;
     server.server.shutdown().await
+}
+
+/// The same journey with retrieval in its own server: generation asks it over gRPC. (Ingestion shares
+/// retrieval's server here: on the embedded store two processes cannot open one store; a Qdrant server
+/// lets all three run apart.) Then retrieval goes away: generation answers UNAVAILABLE naming it, or
+/// without passages when the request allows, and recovers when retrieval is back.
+#[tokio::test]
+async fn the_journey_in_split_mode_and_retrieval_going_away_and_coming_back() -> anyhow::Result<()> {
+    use rudder_core::config::ServiceRole;
+    let store_side =
+        TestServer::start_with(|c| c.server.services = vec![ServiceRole::Ingest, ServiceRole::Retrieval])
+            .await?;
+    let retrieval_url = store_side.url();
+    let generation_side = TestServer::start_with(|c| {
+        c.server.services = vec![ServiceRole::Generation];
+        c.generation.retrieval_url = retrieval_url.clone();
+    })
+    .await?;
+    let (store_channel, generation_channel) = (store_side.channel().await?, generation_side.channel().await?);
+    journey(&store_channel, &generation_channel).await?;
+
+    let (stopped, config) = store_side.stop().await?;
+    let mut generation = GenerationServiceClient::new(generation_channel.clone());
+    let refused = generation.generate_once(refund_question(4)).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert!(refused.message().contains(&retrieval_url), "{refused:?}");
+    let without = generation
+        .generate_once(GenerateRequest { allow_without_passages: true, ..refund_question(4) })
+        .await?
+        .into_inner();
+    assert!(without.stats.is_some_and(|s| s.retrieval_skipped) && without.passages.is_empty());
+
+    let store_side = stopped.start_again(config).await?;
+    let mut recovered = None;
+    for _ in 0..50 {
+        match generation.generate_once(refund_question(4)).await {
+            Ok(answer) => {
+                recovered = Some(answer.into_inner());
+                break;
+            }
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(status) => return Err(status.into()),
+        }
+    }
+    let recovered = recovered.ok_or_else(|| anyhow::anyhow!("generation did not recover within 10 s"))?;
+    assert!(!recovered.passages.is_empty(), "passages come from retrieval again");
+    generation_side.server.shutdown().await?;
+    store_side.server.shutdown().await
 }

@@ -26,6 +26,10 @@ pub struct GenerationConfig {
     pub serving_format: ServingFormatName,
     pub queue_capacity: usize,
     pub head_cache_mib: usize,
+    /// A RetrievalService to ask for passages (split mode); empty: retrieval in this process.
+    pub retrieval_url: String,
+    /// Time one remote retrieval may take (connect included).
+    pub retrieval_timeout_ms: u64,
 }
 
 /// Which weights one-token decode steps use.
@@ -61,6 +65,20 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish before the server exits.
     pub shutdown_grace_secs: u64,
+    /// The services this process serves (all three: the all-in-one server).
+    pub services: Vec<ServiceRole>,
+}
+
+/// A service a process may serve; split deployments run one (or two) per process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum ServiceRole {
+    /// IngestService: documents into the store.
+    Ingest,
+    /// RetrievalService: passages out of the store.
+    Retrieval,
+    /// GenerationService and PromptService: the model, the bundles and feedback.
+    Generation,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

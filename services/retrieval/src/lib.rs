@@ -5,6 +5,7 @@
 
 mod grpc;
 pub mod quality;
+mod remote;
 
 use std::{sync::Arc, time::Instant};
 
@@ -15,6 +16,7 @@ use rudder_core::{
 };
 
 pub use grpc::RetrievalServiceImpl;
+pub use remote::RemoteRetrieval;
 
 pub const DEFAULT_TOP_K: u32 = 5;
 pub const MAX_TOP_K: u32 = 100;

@@ -2,6 +2,7 @@
 
 use crate::{ConfigFlags, RunningServer, grpc, layered_config, logging, preflight, status};
 use clap::{Parser, Subcommand};
+use rudder_core::config::ServiceRole;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -17,8 +18,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the all-in-one gRPC server (every service in one process, embedded store).
+    /// Run the gRPC server: every service in one process (the default), or some of them for a split
+    /// deployment (`rudder serve retrieval`, `rudder serve generation --retrieval-url URL`).
     Serve {
+        /// Services to serve: ingest, retrieval, generation (default: server.services, all three).
+        #[arg(value_enum)]
+        services: Vec<Role>,
+        /// Ask this RetrievalService for passages (generation.retrieval_url).
+        #[arg(long, value_name = "URL")]
+        retrieval_url: Option<String>,
         #[command(flatten)]
         config: ConfigFlags,
         /// Write the bound address (e.g. 127.0.0.1:41234) to this file once listening.
@@ -94,7 +102,9 @@ pub enum ModelsCommand {
 impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
-            Command::Serve { config, addr_file } => serve(&config, addr_file).await,
+            Command::Serve { services, retrieval_url, config, addr_file } => {
+                serve(&config, &services, retrieval_url, addr_file).await
+            }
             Command::Status { server } => print_status(&server).await,
             Command::Ingest(args) => crate::ingest_cmd::ingest(&args).await,
             Command::Ask(args) => crate::ask::ask(&args).await.map(drop),
@@ -117,8 +127,35 @@ impl Cli {
     }
 }
 
-async fn serve(flags: &ConfigFlags, addr_file: Option<PathBuf>) -> anyhow::Result<()> {
-    let config = flags.load()?;
+/// A service `rudder serve` may be asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    Ingest,
+    Retrieval,
+    /// GenerationService with PromptService (the model and the bundles).
+    Generation,
+}
+
+async fn serve(
+    flags: &ConfigFlags,
+    roles: &[Role],
+    retrieval_url: Option<String>,
+    addr_file: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let mut config = flags.load()?;
+    if !roles.is_empty() {
+        config.server.services = roles
+            .iter()
+            .map(|role| match role {
+                Role::Ingest => ServiceRole::Ingest,
+                Role::Retrieval => ServiceRole::Retrieval,
+                Role::Generation => ServiceRole::Generation,
+            })
+            .collect();
+    }
+    if let Some(url) = retrieval_url {
+        config.generation.retrieval_url = url;
+    }
     logging::init(&config.log)?;
     let server = RunningServer::start(&config).await?;
     if let Some(path) = addr_file {

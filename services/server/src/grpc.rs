@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use rudder_core::{
-    Config, Embedder, ModelFiles, PassageSource, VectorStore,
-    config::{ServingFormatName, StoreBackend},
+    Config, Embedder, ModelFiles, NoRetrieval, PassageSource, VectorStore,
+    config::{ServiceRole, ServingFormatName, StoreBackend},
 };
 use rudder_embed::{FastembedEmbedder, FastembedOptions};
 use rudder_generation::{Engine, EngineConfig, FeedbackBook, GenerationServiceImpl};
@@ -23,7 +23,7 @@ use rudder_proto::v1::{
     generation_service_server::GenerationServiceServer, ingest_service_server::IngestServiceServer,
     prompt_service_server::PromptServiceServer, retrieval_service_server::RetrievalServiceServer,
 };
-use rudder_retrieval::{RetrievalServiceImpl, Retriever};
+use rudder_retrieval::{RemoteRetrieval, RetrievalServiceImpl, Retriever};
 use rudder_store::EdgeStore;
 use std::{net::SocketAddr, time::Duration};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
@@ -36,56 +36,90 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 pub struct RunningServer {
     addr: SocketAddr,
     health: HealthReporter,
+    served: Vec<&'static str>,
     stop: oneshot::Sender<()>,
     serving: JoinHandle<Result<(), tonic::transport::Error>>,
-    store: Arc<dyn VectorStore>,
+    store: Option<Arc<dyn VectorStore>>,
     grace: Duration,
     watcher: Option<JoinHandle<()>>,
 }
 
 impl RunningServer {
-    /// Checks the model files, creates the data directory, binds `server.listen` and starts serving.
+    /// Checks the model files, creates the data directory, binds `server.listen` and starts serving
+    /// the services `server.services` names (all of them: the all-in-one server).
     pub async fn start(config: &Config) -> anyhow::Result<Self> {
+        let roles = &config.server.services;
+        if roles.is_empty() {
+            anyhow::bail!("server.services is empty; name at least one of ingest, retrieval, generation");
+        }
+        let serves = |role: ServiceRole| roles.contains(&role);
+        let remote_retrieval = !config.generation.retrieval_url.trim().is_empty();
         let files = crate::preflight::quick(&config.models.dir)?;
-        let (store, embedder) = open_store(config, &files).await?;
-        let retriever =
-            Retriever::new(Arc::clone(&store), Arc::clone(&embedder), config.store.regions.clone());
         std::fs::create_dir_all(&config.server.data_dir).map_err(|err| {
             anyhow::anyhow!(
                 "cannot create data directory {} (server.data_dir): {err}",
                 config.server.data_dir.display()
             )
         })?;
-        let (generation, prompts, watcher) =
-            generation_and_prompts(config, &files, Arc::new(retriever.clone())).await?;
-        let listener = TcpListener::bind(config.server.listen).await.map_err(|err| {
-            anyhow::anyhow!("cannot listen on {} (server.listen): {err}", config.server.listen)
-        })?;
-        let addr = listener.local_addr()?;
+        // The store is needed by ingestion, retrieval, and generation when it retrieves in process.
+        let needs_store = serves(ServiceRole::Ingest)
+            || serves(ServiceRole::Retrieval)
+            || (serves(ServiceRole::Generation) && !remote_retrieval);
+        let store = if needs_store { Some(open_store(config, &files).await?) } else { None };
+        let retriever = store.as_ref().map(|(store, embedder)| {
+            Retriever::new(Arc::clone(store), Arc::clone(embedder), config.store.regions.clone())
+        });
 
-        let (health, health_service) = tonic_health::server::health_reporter();
-        for service in std::iter::once("").chain(rudder_proto::SERVICE_NAMES) {
-            health.set_service_status(service, ServingStatus::Serving).await;
-        }
         let reflection = || {
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(rudder_proto::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
                 .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
         };
-        let router = Server::builder()
+        let (health, health_service) = tonic_health::server::health_reporter();
+        let mut router = Server::builder()
             .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
             .add_service(health_service)
             .add_service(reflection().build_v1()?)
-            .add_service(reflection().build_v1alpha()?)
-            .add_service(IngestServiceServer::new(IngestServiceImpl::new(
-                Arc::clone(&store),
-                Arc::clone(&embedder),
+            .add_service(reflection().build_v1alpha()?);
+        let mut served = vec![""];
+        let mut watcher = None;
+        if let (true, Some((store, embedder))) = (serves(ServiceRole::Ingest), &store) {
+            router = router.add_service(IngestServiceServer::new(IngestServiceImpl::new(
+                Arc::clone(store),
+                Arc::clone(embedder),
                 IngestOptions::new(config.store.regions.clone()),
-            )))
-            .add_service(RetrievalServiceServer::new(RetrievalServiceImpl::new(retriever)))
-            .add_service(GenerationServiceServer::new(generation))
-            .add_service(PromptServiceServer::new(prompts));
+            )));
+            served.push("rudder.v1.IngestService");
+        }
+        if let (true, Some(retriever)) = (serves(ServiceRole::Retrieval), &retriever) {
+            router =
+                router.add_service(RetrievalServiceServer::new(RetrievalServiceImpl::new(retriever.clone())));
+            served.push("rudder.v1.RetrievalService");
+        }
+        if serves(ServiceRole::Generation) {
+            let passages: Arc<dyn PassageSource> = match (&retriever, remote_retrieval) {
+                (_, true) => Arc::new(RemoteRetrieval::new(
+                    config.generation.retrieval_url.trim(),
+                    Duration::from_millis(config.generation.retrieval_timeout_ms),
+                )?),
+                (Some(retriever), false) => Arc::new(retriever.clone()),
+                (None, false) => Arc::new(NoRetrieval),
+            };
+            let (generation, prompts, watching) = generation_and_prompts(config, &files, passages).await?;
+            router = router
+                .add_service(GenerationServiceServer::new(generation))
+                .add_service(PromptServiceServer::new(prompts));
+            served.extend(["rudder.v1.GenerationService", "rudder.v1.PromptService"]);
+            watcher = watching;
+        }
+        let listener = TcpListener::bind(config.server.listen).await.map_err(|err| {
+            anyhow::anyhow!("cannot listen on {} (server.listen): {err}", config.server.listen)
+        })?;
+        let addr = listener.local_addr()?;
+        for service in &served {
+            health.set_service_status(*service, ServingStatus::Serving).await;
+        }
 
         let (stop, stopped) = oneshot::channel::<()>();
         let serving =
@@ -93,13 +127,14 @@ impl RunningServer {
                 // A dropped sender means the owner is gone: stop as well.
                 let _ = stopped.await;
             }));
-        tracing::info!(%addr, data_dir = %config.server.data_dir.display(), "rudder listening on {addr}");
+        tracing::info!(%addr, services = ?roles, data_dir = %config.server.data_dir.display(), "rudder listening on {addr}");
         Ok(Self {
             addr,
             health,
+            served,
             stop,
             serving,
-            store,
+            store: store.map(|(store, _)| store),
             grace: Duration::from_secs(config.server.shutdown_grace_secs),
             watcher,
         })
@@ -113,8 +148,8 @@ impl RunningServer {
     /// Reports NOT_SERVING, stops accepting connections and lets in-flight requests finish within the
     /// grace period.
     pub async fn shutdown(self) -> anyhow::Result<()> {
-        for service in std::iter::once("").chain(rudder_proto::SERVICE_NAMES) {
-            self.health.set_service_status(service, ServingStatus::NotServing).await;
+        for service in &self.served {
+            self.health.set_service_status(*service, ServingStatus::NotServing).await;
         }
         if let Some(watcher) = &self.watcher {
             watcher.abort();
@@ -127,8 +162,9 @@ impl RunningServer {
                 "in-flight requests outlived the grace period"
             ),
         }
-        let store = Arc::clone(&self.store);
-        tokio::task::spawn_blocking(move || store.flush()).await??;
+        if let Some(store) = self.store {
+            tokio::task::spawn_blocking(move || store.flush()).await??;
+        }
         tracing::info!("rudder stopped");
         Ok(())
     }
@@ -154,8 +190,10 @@ pub async fn open_store(
             "store.backend = \"qdrant\" (a Qdrant server) is not built yet; use \"edge\", the embedded engine"
         ),
     };
-    store.ensure_collection()?;
-    Ok((Arc::new(store), Arc::new(embedder)))
+    let store: Arc<dyn VectorStore> = Arc::new(store);
+    let ready = Arc::clone(&store);
+    tokio::task::spawn_blocking(move || ready.ensure_collection()).await??;
+    Ok((store, Arc::new(embedder)))
 }
 
 /// The model worker, the bundle registry, and the two services built on them (generation, prompts);
