@@ -132,4 +132,10 @@ pub struct QdrantConfig {
     /// Sent as the `api-key` header; never logged or shown.
     pub api_key: Secret,
     pub collection: String,
+    /// Shards of the collection when rudder creates it (0: the server's default).
+    pub shard_number: u32,
+    /// Copies of each shard across a cluster when rudder creates the collection (0: the server's default).
+    pub replication_factor: u32,
+    /// Limit on connecting and on each store request, in seconds.
+    pub timeout_secs: u64,
 }

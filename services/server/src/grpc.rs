@@ -24,7 +24,7 @@ use rudder_proto::v1::{
     prompt_service_server::PromptServiceServer, retrieval_service_server::RetrievalServiceServer,
 };
 use rudder_retrieval::{RemoteRetrieval, RetrievalServiceImpl, Retriever};
-use rudder_store::EdgeStore;
+use rudder_store::{EdgeStore, QdrantOptions, QdrantStore};
 use std::{net::SocketAddr, time::Duration};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tokio_stream::wrappers::TcpListenerStream;
@@ -181,16 +181,31 @@ pub async fn open_store(
             .await?
             .map_err(|err| anyhow::anyhow!("cannot load the embedding model: {err}"))?;
     let dim = embedder.dim();
-    let dir = config.server.data_dir.join("qdrant");
-    let store = match config.store.backend {
-        StoreBackend::Edge => tokio::task::spawn_blocking(move || EdgeStore::open(&dir, dim))
-            .await?
-            .map_err(|err| anyhow::anyhow!("cannot open the embedded store (server.data_dir): {err}"))?,
-        StoreBackend::Qdrant => anyhow::bail!(
-            "store.backend = \"qdrant\" (a Qdrant server) is not built yet; use \"edge\", the embedded engine"
-        ),
-    };
-    let store: Arc<dyn VectorStore> = Arc::new(store);
+    let store: Arc<dyn VectorStore> =
+        match config.store.backend {
+            StoreBackend::Edge => {
+                let dir = config.server.data_dir.join("qdrant");
+                Arc::new(tokio::task::spawn_blocking(move || EdgeStore::open(&dir, dim)).await?.map_err(
+                    |err| anyhow::anyhow!("cannot open the embedded store (server.data_dir): {err}"),
+                )?)
+            }
+            StoreBackend::Qdrant => {
+                let q = &config.store.qdrant;
+                let options = QdrantOptions {
+                    url: q.url.clone(),
+                    api_key: Some(q.api_key.expose().to_owned()).filter(|key| !key.is_empty()),
+                    collection: q.collection.clone(),
+                    shard_number: q.shard_number,
+                    replication_factor: q.replication_factor,
+                    timeout: Duration::from_secs(q.timeout_secs.max(1)),
+                };
+                Arc::new(
+                    tokio::task::spawn_blocking(move || QdrantStore::connect(&options, dim)).await?.map_err(
+                        |err| anyhow::anyhow!("cannot reach the Qdrant server (store.qdrant.url): {err}"),
+                    )?,
+                )
+            }
+        };
     let ready = Arc::clone(&store);
     tokio::task::spawn_blocking(move || ready.ensure_collection()).await??;
     Ok((store, Arc::new(embedder)))

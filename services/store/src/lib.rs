@@ -1,7 +1,13 @@
-//! rudder-store: the backends of the [`VectorStore`](rudder_core::VectorStore) seam. For now the
-//! embedded one, [`EdgeStore`] (qdrant-edge, Qdrant's engine in process, on disk); a Qdrant server
-//! backend on qdrant-client follows with the same trait and the same conformance tests.
+//! rudder-store: the backends of the [`VectorStore`](rudder_core::VectorStore) seam, which behave
+//! alike and pass the same conformance tests: [`EdgeStore`], the embedded one (qdrant-edge, Qdrant's
+//! engine in process, on disk), and [`QdrantStore`], a collection on a Qdrant server or cluster
+//! (qdrant-client over gRPC). What they share (vector names, payload keys and JSON, BM25 encoding,
+//! request checks) lives in `common`.
 
+mod common;
 pub mod edge;
+pub mod qdrant;
 
-pub use edge::{DENSE_VECTOR, EdgeStore, SPARSE_VECTOR};
+pub use common::{DENSE_VECTOR, SPARSE_VECTOR};
+pub use edge::EdgeStore;
+pub use qdrant::{QdrantOptions, QdrantStore};

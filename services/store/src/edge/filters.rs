@@ -2,7 +2,8 @@
 //! (and brand, tags, documents, current version) isolation is expressed here, as conditions of the
 //! engine's query, so it is enforced by the same code that ranks: nothing is filtered in Rust after.
 
-use super::{EDGE, fields};
+use super::EDGE;
+use crate::common::{check_region, fields};
 use qdrant_edge::{
     AnyVariants, Condition, FieldCondition, Filter, IsEmptyCondition, JsonPath, Match, ValueVariants,
 };
@@ -48,9 +49,7 @@ fn all_of(must: Vec<Condition>, must_not: Vec<Condition>) -> Filter {
 /// The engine filter of a search. Refuses an empty region: a search without one would cross regions.
 pub(super) fn search_filter(filter: &SearchFilter) -> Result<Filter, StoreError> {
     let SearchFilter { region, brand, tags, doc_ids, current_only } = filter;
-    if region.trim().is_empty() {
-        return Err(StoreError::InvalidRequest { reason: "a search needs a region".into() });
-    }
+    check_region(region)?;
     // `regions` is a list: a keyword match on it matches when any element equals the region.
     let mut must = vec![keyword(fields::REGIONS, region)?];
     if let Some(brand) = brand {

@@ -1,7 +1,7 @@
 //! The embedded backend: one qdrant-edge shard (Qdrant's engine, in process) in a directory. It owns
-//! the shard's layout (named vectors `dense` and `bm25`, payload indexes), BM25 encoding of chunk and
-//! query text with the engine's own BM25 (`EdgeBm25`, IDF applied by the engine through the sparse
-//! vector's `Idf` modifier), the hybrid query, and serialising writes.
+//! creating and loading the shard with rudder's layout (named vectors `dense` and `bm25`, payload
+//! indexes; the names, payload and BM25 encoder are [`crate::common`]'s, shared with the server
+//! backend), the hybrid query in the engine's types, and serialising writes.
 //!
 //! qdrant-edge 0.7.2 is synchronous and `EdgeShard` is Send + Sync; its `flush` panics if another
 //! write holds the WAL at that moment, so every write and flush here goes through one mutex (reads
@@ -10,24 +10,26 @@
 mod filters;
 mod points;
 
+use crate::common::{
+    self, KEYWORD_INDEXES, LISTED_FIELDS, RRF_K, SCROLL_PAGE, SearchLegs, UPSERT_BATCH, fields,
+};
+pub use crate::common::{DENSE_VECTOR, SPARSE_VECTOR};
 use qdrant_edge::{
     CreateIndex, Distance, EdgeConfig, EdgeShard, EdgeSparseVectorParams, EdgeVectorParamsBuilder,
     FieldIndexOperations, Filter, Fusion, Modifier, NamedQuery, Payload, PayloadFieldSchema, PayloadOps,
     PayloadSchemaType, PointId, PointInsertOperations, PointOperations, Prefetch, QueryEnum, QueryRequest,
-    ScoredPoint, ScoringQuery, ScrollRequest, SetPayloadOp, SparseVector, UpdateOperation, VectorInternal,
-    WithPayloadInterface, WithVector,
-    bm25_embed::{EdgeBm25, EdgeBm25Config},
+    ScoredPoint, ScoringQuery, ScrollRequest, SetPayloadOp, UpdateOperation, VectorInternal,
+    WithPayloadInterface, WithVector, bm25_embed::EdgeBm25,
 };
 use rudder_core::{
     StoreError, VectorStore,
     store::{
-        ChunkPayload, ChunkPoint, DocumentSummary, FoundBy, SearchHit, SearchMode, SearchRequest,
-        StoreHealth, VersionSummary,
+        ChunkPayload, ChunkPoint, DocumentSummary, FoundBy, SearchHit, SearchMode, SearchRequest, StoreHealth,
     },
 };
 use serde_json::{Map, Value};
 use std::{
-    collections::{BTreeMap, BTreeSet, HashSet},
+    collections::HashSet,
     fs,
     panic::{AssertUnwindSafe, catch_unwind},
     path::{Path, PathBuf},
@@ -35,35 +37,8 @@ use std::{
 };
 
 pub(crate) const EDGE: &str = "edge";
-/// Named vector of the chunk embedding (cosine).
-pub const DENSE_VECTOR: &str = "dense";
-/// Named sparse vector of the chunk text's BM25 term weights.
-pub const SPARSE_VECTOR: &str = "bm25";
 /// The file qdrant-edge writes when it creates a shard; its presence means "load, don't create".
 const EDGE_CONFIG_FILE: &str = "edge_config.json";
-/// Points per engine update: bounds the size of one WAL record.
-const UPSERT_BATCH: usize = 256;
-/// Points per scroll page when listing documents.
-const SCROLL_PAGE: usize = 1024;
-/// Qdrant's default RRF constant; the server backend uses the same so both rank alike.
-const RRF_K: usize = 2;
-
-/// Payload keys rudder writes and filters on.
-pub(crate) mod fields {
-    pub const DOC_ID: &str = "doc_id";
-    pub const VERSION: &str = "version";
-    pub const TITLE: &str = "title";
-    pub const REGIONS: &str = "regions";
-    pub const BRAND: &str = "brand";
-    pub const TAGS: &str = "tags";
-    pub const CONTENT_SHA256: &str = "content_sha256";
-    /// Set by the store, not part of `ChunkPayload`: whether the chunk's version is the current one.
-    pub const CURRENT: &str = "current";
-}
-
-/// Payload indexes: every field a search or a document operation filters on.
-const KEYWORD_INDEXES: [&str; 5] =
-    [fields::REGIONS, fields::BRAND, fields::DOC_ID, fields::VERSION, fields::TAGS];
 
 /// A [`VectorStore`] on one qdrant-edge shard under a directory.
 #[derive(Debug)]
@@ -107,14 +82,8 @@ impl EdgeStore {
                 StoreError::Unavailable { backend: EDGE, reason }
             }
         })?;
-        // English BM25 with the engine's defaults (k 1.2, b 0.75, avg_len 256): the same parameters a
-        // Qdrant server's built-in BM25 uses, so the two backends score the sparse leg alike.
-        let bm25 = EdgeBm25::new(EdgeBm25Config { language: Some("english".into()), ..Default::default() })
-            .map_err(|err| StoreError::Backend {
-            backend: EDGE,
-            operation: "build BM25",
-            reason: err.to_string(),
-        })?;
+        // The BM25 every backend uses (English, the engine's defaults), so they score the sparse leg alike.
+        let bm25 = common::bm25(EDGE)?;
         tracing::debug!(dir = %dir.display(), existing, "edge store open");
         Ok(Self { shard: Some(shard), dir: dir.to_owned(), dim, bm25, writes: Mutex::new(()) })
     }
@@ -268,24 +237,8 @@ impl VectorStore for EdgeStore {
     }
 
     fn list_documents(&self) -> Result<Vec<DocumentSummary>, StoreError> {
-        #[derive(Default)]
-        struct Doc {
-            title: String,
-            regions: BTreeSet<String>,
-            versions: BTreeMap<String, VersionSummary>,
-        }
-        let selected = [
-            fields::DOC_ID,
-            fields::VERSION,
-            fields::TITLE,
-            fields::REGIONS,
-            fields::CONTENT_SHA256,
-            fields::CURRENT,
-        ]
-        .iter()
-        .map(|name| filters::key(name))
-        .collect::<Result<Vec<_>, _>>()?;
-        let mut docs: BTreeMap<String, Doc> = BTreeMap::new();
+        let selected = LISTED_FIELDS.iter().map(|name| filters::key(name)).collect::<Result<Vec<_>, _>>()?;
+        let mut docs = common::DocumentList::default();
         let mut offset = None;
         loop {
             let (records, next) = self
@@ -301,46 +254,14 @@ impl VectorStore for EdgeStore {
                 .map_err(points::backend("list documents"))?;
             for record in records {
                 let payload = record.payload.map(|p| p.0).unwrap_or_default();
-                let corrupt = |reason: &str| StoreError::Corrupt {
-                    id: points::point_id_text(record.id),
-                    reason: reason.into(),
-                };
-                let doc_id =
-                    points::string_field(&payload, fields::DOC_ID).ok_or_else(|| corrupt("no doc_id"))?;
-                let version =
-                    points::string_field(&payload, fields::VERSION).ok_or_else(|| corrupt("no version"))?;
-                let doc = docs.entry(doc_id.to_owned()).or_default();
-                if let Some(title) = points::string_field(&payload, fields::TITLE) {
-                    doc.title = title.to_owned();
-                }
-                if let Some(Value::Array(regions)) = payload.get(fields::REGIONS) {
-                    doc.regions.extend(regions.iter().filter_map(Value::as_str).map(str::to_owned));
-                }
-                let entry = doc.versions.entry(version.to_owned()).or_insert_with(|| VersionSummary {
-                    version: version.to_owned(),
-                    chunks: 0,
-                    current: false,
-                    content_sha256: points::string_field(&payload, fields::CONTENT_SHA256)
-                        .unwrap_or_default()
-                        .to_owned(),
-                });
-                entry.chunks += 1;
-                entry.current |= points::is_current(&payload);
+                docs.add(|| points::point_id_text(record.id), &payload)?;
             }
             match next {
                 Some(next) => offset = Some(next),
                 None => break,
             }
         }
-        Ok(docs
-            .into_iter()
-            .map(|(doc_id, doc)| DocumentSummary {
-                doc_id,
-                title: doc.title,
-                regions: doc.regions,
-                versions: doc.versions.into_values().collect(),
-            })
-            .collect())
+        Ok(docs.finish())
     }
 
     fn document_chunks(&self, doc_id: &str, version: &str) -> Result<Vec<ChunkPayload>, StoreError> {
@@ -372,28 +293,12 @@ impl VectorStore for EdgeStore {
     }
 
     fn search(&self, request: &SearchRequest) -> Result<Vec<SearchHit>, StoreError> {
-        let SearchRequest { dense, text, filter, mode, limit, prefetch_limit } = request;
-        if *limit == 0 {
-            return Err(StoreError::InvalidRequest { reason: "a search needs a limit of at least 1".into() });
-        }
-        let filter = filters::search_filter(filter)?;
-        let prefetch_limit = (*prefetch_limit).max(*limit);
-        let dense_leg = match mode {
-            SearchMode::Sparse => None,
-            SearchMode::Dense | SearchMode::Hybrid => {
-                points::check_dense(dense, self.dim, "query")?;
-                Some(nearest(DENSE_VECTOR, VectorInternal::Dense(dense.clone())))
-            }
-        };
-        // A query of stopwords only has no BM25 terms: the sparse leg then finds nothing.
-        let sparse_leg = match mode {
-            SearchMode::Dense => None,
-            SearchMode::Sparse | SearchMode::Hybrid => {
-                let sparse: SparseVector = self.bm25.embed_query(text);
-                (!sparse.indices.is_empty()).then(|| nearest(SPARSE_VECTOR, VectorInternal::Sparse(sparse)))
-            }
-        };
-        match (mode, dense_leg, sparse_leg) {
+        let SearchLegs { dense, sparse, limit, prefetch_limit } =
+            common::search_legs(request, self.dim, &self.bm25)?;
+        let filter = filters::search_filter(&request.filter)?;
+        let dense_leg = dense.map(|dense| nearest(DENSE_VECTOR, VectorInternal::Dense(dense)));
+        let sparse_leg = sparse.map(|sparse| nearest(SPARSE_VECTOR, VectorInternal::Sparse(sparse)));
+        match (request.mode, dense_leg, sparse_leg) {
             (SearchMode::Hybrid, Some(dense_leg), sparse_leg) => {
                 let dense_ids = self.leg_ids(&dense_leg, &filter, prefetch_limit)?;
                 let sparse_ids = match &sparse_leg {
@@ -406,18 +311,18 @@ impl VectorStore for EdgeStore {
                     .map(|leg| prefetch(leg, filter.clone(), prefetch_limit))
                     .collect();
                 let fused = ScoringQuery::Fusion(Fusion::Rrf { k: RRF_K, weights: None });
-                let points = self.query(query_request(prefetches, fused, filter, *limit, true))?;
+                let points = self.query(query_request(prefetches, fused, filter, limit, true))?;
                 self.hits(points, |id| FoundBy {
                     dense: dense_ids.contains(&id),
                     sparse: sparse_ids.contains(&id),
                 })
             }
             (SearchMode::Dense, Some(leg), _) => {
-                let points = self.query(query_request(vec![], leg, filter, *limit, true))?;
+                let points = self.query(query_request(vec![], leg, filter, limit, true))?;
                 self.hits(points, |_| FoundBy { dense: true, sparse: false })
             }
             (SearchMode::Sparse, _, Some(leg)) => {
-                let points = self.query(query_request(vec![], leg, filter, *limit, true))?;
+                let points = self.query(query_request(vec![], leg, filter, limit, true))?;
                 self.hits(points, |_| FoundBy { dense: false, sparse: true })
             }
             _ => Ok(Vec::new()),

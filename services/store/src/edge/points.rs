@@ -1,7 +1,8 @@
 //! Converting between rudder's chunks and qdrant-edge points: the named vectors (dense + BM25 sparse)
-//! and the JSON payload, and reading payloads back into [`ChunkPayload`]s.
+//! and the JSON payload (built and read back by [`crate::common`]), and point ids.
 
-use super::{DENSE_VECTOR, EDGE, SPARSE_VECTOR, fields};
+use super::EDGE;
+use crate::common::{self, DENSE_VECTOR, SPARSE_VECTOR, check_dense};
 use qdrant_edge::{
     Payload, PointId, PointStructPersisted, Vector, VectorStructPersisted, Vectors, bm25_embed::EdgeBm25,
 };
@@ -9,7 +10,6 @@ use rudder_core::{
     StoreError,
     store::{ChunkId, ChunkPayload, ChunkPoint},
 };
-use serde_json::{Map, Value};
 
 /// The engine point of a chunk: its dense vector, the BM25 vector of its text, its payload plus the
 /// `current` flag. Refuses a vector of the wrong size or with non-finite values.
@@ -18,42 +18,18 @@ pub(super) fn to_point(
     dim: usize,
     bm25: &EdgeBm25,
 ) -> Result<PointStructPersisted, StoreError> {
-    let ChunkPoint { id, dense, payload, current } = chunk;
+    let ChunkPoint { id, dense, payload, .. } = chunk;
     check_dense(dense, dim, &format!("chunk {id}"))?;
     let vectors = Vectors::new_named([
         (DENSE_VECTOR, Vector::new_dense(dense.clone())),
         (SPARSE_VECTOR, Vector::from(bm25.embed_document(&payload.text))),
     ]);
-    let mut map = match serde_json::to_value(payload) {
-        Ok(Value::Object(map)) => map,
-        Ok(other) => {
-            return Err(StoreError::InvalidRequest {
-                reason: format!("chunk {id}: payload is not an object but {other}"),
-            });
-        }
-        Err(err) => return Err(StoreError::InvalidRequest { reason: format!("chunk {id}: {err}") }),
-    };
-    map.insert(fields::CURRENT.to_owned(), Value::Bool(*current));
+    let map = common::payload_json(chunk)?;
     Ok(PointStructPersisted {
         id: PointId::Uuid(id.0),
         vector: VectorStructPersisted::from(vectors.0),
         payload: Some(Payload(map)),
     })
-}
-
-/// A dense vector has the collection's size and only finite values (a NaN would break ranking).
-pub(super) fn check_dense(vector: &[f32], dim: usize, what: &str) -> Result<(), StoreError> {
-    if vector.len() != dim {
-        return Err(StoreError::InvalidRequest {
-            reason: format!("{what}: dense vector has {} dimensions, the collection has {dim}", vector.len()),
-        });
-    }
-    if vector.iter().any(|v| !v.is_finite()) {
-        return Err(StoreError::InvalidRequest {
-            reason: format!("{what}: dense vector has a non-finite value"),
-        });
-    }
-    Ok(())
 }
 
 pub(super) fn chunk_id(id: PointId) -> Result<ChunkId, StoreError> {
@@ -66,19 +42,9 @@ pub(super) fn chunk_id(id: PointId) -> Result<ChunkId, StoreError> {
     }
 }
 
-/// The chunk payload stored with a point (the `current` flag is ignored here; see [`is_current`]).
+/// The chunk payload stored with a point (the `current` flag is ignored here).
 pub(super) fn chunk_payload(id: PointId, payload: Option<Payload>) -> Result<ChunkPayload, StoreError> {
-    let map = payload.map(|p| p.0).unwrap_or_default();
-    serde_json::from_value(Value::Object(map))
-        .map_err(|err| StoreError::Corrupt { id: point_id_text(id), reason: err.to_string() })
-}
-
-pub(super) fn is_current(payload: &Map<String, Value>) -> bool {
-    payload.get(fields::CURRENT).and_then(Value::as_bool).unwrap_or(false)
-}
-
-pub(super) fn string_field<'a>(payload: &'a Map<String, Value>, field: &str) -> Option<&'a str> {
-    payload.get(field).and_then(Value::as_str)
+    common::chunk_payload(|| point_id_text(id), payload.map(|p| p.0).unwrap_or_default())
 }
 
 pub(super) fn point_id_text(id: PointId) -> String {

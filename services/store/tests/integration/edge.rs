@@ -1,210 +1,23 @@
-//! The embedded store (qdrant-edge) against the real engine: search, region isolation, brand and
-//! version filters, document operations, persistence across reopen, the two legs of hybrid search.
+//! The embedded store (qdrant-edge) against the real engine: every conformance test, plus what only
+//! a store in a directory has: persistence across reopen, a vector size that does not fit the
+//! directory's shard, the directory removed under an open store.
 
-use crate::{CORPUS, chunks, doc_ids, embedder, loaded_store, request};
-use rudder_core::{
-    Embedder, StoreError, VectorStore,
-    store::{SearchFilter, SearchMode},
-};
+use crate::{CORPUS, DIM, chunks, conformance::conformance_tests, doc_ids, loaded_edge, request};
+use rudder_core::{StoreError, VectorStore, store::SearchMode};
 use rudder_store::EdgeStore;
 
-const MODES: [SearchMode; 3] = [SearchMode::Hybrid, SearchMode::Dense, SearchMode::Sparse];
-
-#[test]
-fn a_search_returns_the_chunk_that_answers() {
-    let (_dir, store) = loaded_store();
-    for mode in MODES {
-        let hits = store
-            .search(&request("how many days do I have to return an item for a refund", "us", mode, 3))
-            .unwrap();
-        assert_eq!(
-            hits.first().map(|h| h.payload.doc_id.as_str()),
-            Some("returns-us"),
-            "{mode:?}: {:?}",
-            doc_ids(&hits)
-        );
-        assert!(hits.windows(2).all(|w| w[0].score >= w[1].score), "{mode:?}: best first");
-    }
-    let hits = store
-        .search(&request("how many days do I have to return an item", "us", SearchMode::Dense, 1))
-        .unwrap();
-    assert_eq!(hits[0].payload.chunk_index, 0);
-    assert_eq!(hits[0].payload.heading_path, ["returns-us", "Section 0"]);
-    assert!(hits[0].payload.text.contains("30 days"));
-}
-
-#[test]
-fn a_uk_search_never_sees_a_us_only_chunk_and_shared_documents_appear_in_both() {
-    let (_dir, store) = loaded_store();
-    let queries = [
-        "refund in dollars within 30 days in the United States",
-        "Voltline two-year warranty",
-        "returns",
-        "delivery carrier Zephyrex",
-    ];
-    for mode in MODES {
-        for query in queries {
-            // A limit far above the corpus size: isolation must not depend on ranking.
-            let uk = store.search(&request(query, "uk", mode, 100)).unwrap();
-            for hit in &uk {
-                assert!(
-                    hit.payload.regions.iter().any(|r| r == "uk"),
-                    "{mode:?} {query:?} leaked {}",
-                    hit.payload.doc_id
-                );
-            }
-            let us = store.search(&request(query, "us", mode, 100)).unwrap();
-            assert!(us.iter().all(|h| h.payload.regions.iter().any(|r| r == "us")));
-        }
-        let shipping = "when will my parcel arrive with Zephyrex";
-        for region in ["us", "uk"] {
-            let hits = store.search(&request(shipping, region, mode, 3)).unwrap();
-            assert_eq!(
-                hits.first().map(|h| h.payload.doc_id.as_str()),
-                Some("shipping-shared"),
-                "{mode:?} {region}"
-            );
-        }
-        let eu = store.search(&request(shipping, "eu", mode, 100)).unwrap();
-        assert!(eu.iter().all(|h| h.payload.doc_id == "privacy-eu"), "{mode:?}: {:?}", doc_ids(&eu));
-    }
-}
-
-#[test]
-fn a_brand_filter_keeps_that_brand_and_brandless_documents() {
-    let (_dir, store) = loaded_store();
-    let mut req = request("warranty on electronics", "us", SearchMode::Hybrid, 100);
-    req.filter.brand = Some("voltline".into());
-    let voltline = store.search(&req).unwrap();
-    assert!(doc_ids(&voltline).contains(&"warranty-us"));
-    assert!(doc_ids(&voltline).contains(&"returns-us"), "brandless documents apply to every brand");
-    req.filter.brand = Some("otherbrand".into());
-    let other = store.search(&req).unwrap();
-    assert!(!doc_ids(&other).contains(&"warranty-us"));
-    assert!(!other.is_empty());
-}
-
-#[test]
-fn tag_and_document_filters_narrow_the_search() {
-    let (_dir, store) = loaded_store();
-    let mut req = request("refund", "us", SearchMode::Hybrid, 100);
-    req.filter.tags = vec!["shipping".into()];
-    let hits = store.search(&req).unwrap();
-    assert!(!hits.is_empty() && hits.iter().all(|h| h.payload.doc_id == "shipping-shared"));
-    req.filter.tags.clear();
-    req.filter.doc_ids = vec!["warranty-us".into(), "returns-uk".into()];
-    let hits = store.search(&req).unwrap();
-    assert!(
-        !hits.is_empty() && hits.iter().all(|h| h.payload.doc_id == "warranty-us"),
-        "{:?}",
-        doc_ids(&hits)
-    );
-}
-
-#[test]
-fn the_sparse_leg_finds_an_exact_rare_keyword() {
-    let (_dir, store) = loaded_store();
-    let hits = store.search(&request("Zephyrex", "us", SearchMode::Sparse, 5)).unwrap();
-    assert_eq!(hits.len(), 1, "only one chunk contains the word: {:?}", doc_ids(&hits));
-    assert_eq!(hits[0].payload.doc_id, "shipping-shared");
-    assert!(hits[0].payload.text.contains("Zephyrex"));
-    assert!(hits[0].found_by.sparse && !hits[0].found_by.dense);
-    // A query of stopwords only has no BM25 terms: nothing, not an error.
-    assert!(store.search(&request("the of and", "us", SearchMode::Sparse, 5)).unwrap().is_empty());
-}
-
-#[test]
-fn hybrid_hits_say_which_legs_found_them() {
-    let (_dir, store) = loaded_store();
-    let hits =
-        store.search(&request("Zephyrex delivery in working days", "us", SearchMode::Hybrid, 10)).unwrap();
-    let top = hits.first().unwrap();
-    assert_eq!(top.payload.doc_id, "shipping-shared");
-    assert!(top.found_by.dense && top.found_by.sparse, "{:?}", top.found_by);
-    // Every hit came from at least one leg; some only from the dense leg (no shared term).
-    assert!(hits.iter().all(|h| h.found_by.dense || h.found_by.sparse));
-    assert!(hits.iter().any(|h| h.found_by.dense && !h.found_by.sparse));
-    // Hybrid scores are RRF scores (k = 2): at most 1/2 + 1/2.
-    assert!(hits.iter().all(|h| h.score > 0.0 && h.score <= 1.0));
-}
-
-#[test]
-fn deleting_a_document_removes_all_its_chunks() {
-    let (_dir, store) = loaded_store();
-    assert_eq!(store.delete_document("returns-us", None).unwrap(), 2);
-    assert_eq!(store.delete_document("returns-us", None).unwrap(), 0, "deleting twice is harmless");
-    let hits = store.search(&request("return an item for a refund", "us", SearchMode::Hybrid, 100)).unwrap();
-    assert!(!doc_ids(&hits).contains(&"returns-us"));
-    assert!(store.list_documents().unwrap().iter().all(|d| d.doc_id != "returns-us"));
-}
-
-#[test]
-fn a_documents_chunks_come_back_in_order_for_one_version_only() {
-    let (_dir, store) = loaded_store();
-    let doc = CORPUS.iter().find(|d| d.doc_id == "returns-uk").unwrap();
-    let stored = store.document_chunks(doc.doc_id, doc.version).unwrap();
-    let expected: Vec<_> = chunks(doc, true).into_iter().map(|c| c.payload).collect();
-    assert_eq!(stored, expected);
-    assert!(store.document_chunks(doc.doc_id, "another-version").unwrap().is_empty());
-    assert!(store.document_chunks("no-such-doc", doc.version).unwrap().is_empty());
-}
-
-#[test]
-fn listing_documents_gives_versions_chunk_counts_and_regions() {
-    let (_dir, store) = loaded_store();
-    let docs = store.list_documents().unwrap();
-    let ids: Vec<&str> = docs.iter().map(|d| d.doc_id.as_str()).collect();
-    assert_eq!(ids, ["privacy-eu", "returns-uk", "returns-us", "shipping-shared", "warranty-us"]);
-    let shared = docs.iter().find(|d| d.doc_id == "shipping-shared").unwrap();
-    assert_eq!(shared.regions.iter().map(String::as_str).collect::<Vec<_>>(), ["uk", "us"]);
-    assert_eq!(shared.versions.len(), 1);
-    assert_eq!(shared.versions[0].version, "v3");
-    assert_eq!(shared.versions[0].chunks, 2);
-    assert!(shared.versions[0].current);
-    assert_eq!(shared.title, "shipping-shared policy");
-}
-
-#[test]
-fn a_new_version_is_invisible_until_it_is_made_current_then_the_old_one_goes() {
-    let (_dir, store) = loaded_store();
-    let mut v2 = CORPUS[0].clone_with_version("2024-06");
-    v2.paragraphs =
-        &["Customers in the United States may now return items within 60 days for a full refund."];
-    store.upsert(&chunks(&v2, false)).unwrap();
-    store.flush().unwrap();
-    let mut req = request("how many days to return an item", "us", SearchMode::Hybrid, 100);
-    req.filter.current_only = true;
-    let versions = |store: &EdgeStore| -> Vec<String> {
-        store
-            .search(&req)
-            .unwrap()
-            .into_iter()
-            .filter(|h| h.payload.doc_id == "returns-us")
-            .map(|h| h.payload.version)
-            .collect()
-    };
-    assert!(versions(&store).iter().all(|v| v == "2024-01"), "staged version is hidden");
-
-    store.set_current_version("returns-us", "2024-06").unwrap();
-    assert_eq!(versions(&store), ["2024-06"], "only the new version is current");
-
-    assert_eq!(store.delete_document("returns-us", Some("2024-06")).unwrap(), 2);
-    let docs = store.list_documents().unwrap();
-    let returns = docs.iter().find(|d| d.doc_id == "returns-us").unwrap();
-    assert_eq!(returns.versions.len(), 1);
-    assert_eq!((returns.versions[0].version.as_str(), returns.versions[0].chunks), ("2024-06", 1));
-}
+conformance_tests!(crate::edge_fixture);
 
 #[test]
 fn data_survives_closing_and_reopening() {
-    let (dir, store) = loaded_store();
+    let (dir, store) = loaded_edge();
     let path = store.dir().to_owned();
     let before = store.list_documents().unwrap();
     let query = request("Zephyrex", "uk", SearchMode::Hybrid, 3);
     let hits_before = doc_ids(&store.search(&query).unwrap()).join(",");
     drop(store);
 
-    let reopened = EdgeStore::open(&path, 384).unwrap();
+    let reopened = EdgeStore::open(&path, DIM).unwrap();
     reopened.ensure_collection().unwrap();
     assert_eq!(reopened.list_documents().unwrap(), before);
     assert_eq!(doc_ids(&reopened.search(&query).unwrap()).join(","), hits_before);
@@ -213,7 +26,7 @@ fn data_survives_closing_and_reopening() {
     reopened.delete_document("privacy-eu", None).unwrap();
     reopened.flush().unwrap();
     drop(reopened);
-    let again = EdgeStore::open(&path, 384).unwrap();
+    let again = EdgeStore::open(&path, DIM).unwrap();
     assert_eq!(again.list_documents().unwrap().len(), 4);
     drop(again);
     drop(dir);
@@ -221,7 +34,7 @@ fn data_survives_closing_and_reopening() {
 
 #[test]
 fn reopening_with_another_vector_size_is_refused() {
-    let (_dir, store) = loaded_store();
+    let (_dir, store) = loaded_edge();
     let path = store.dir().to_owned();
     drop(store);
     let err = EdgeStore::open(&path, 768).err();
@@ -229,44 +42,11 @@ fn reopening_with_another_vector_size_is_refused() {
 }
 
 #[test]
-fn bad_requests_are_refused_with_a_reason() {
-    let (_dir, store) = loaded_store();
-    let mut req = request("refund", "us", SearchMode::Dense, 5);
-    req.dense.truncate(10);
-    assert!(matches!(store.search(&req), Err(StoreError::InvalidRequest { .. })));
-    let mut req = request("refund", "", SearchMode::Hybrid, 5);
-    assert!(matches!(store.search(&req), Err(StoreError::InvalidRequest { .. })), "no region, no search");
-    req.filter = SearchFilter { region: "us".into(), ..SearchFilter::default() };
-    req.limit = 0;
-    assert!(matches!(store.search(&req), Err(StoreError::InvalidRequest { .. })));
-    let mut bad = chunks(&CORPUS[4], true);
-    bad[0].dense[3] = f32::NAN;
-    assert!(matches!(store.upsert(&bad), Err(StoreError::InvalidRequest { .. })));
-    assert!(store.upsert(&[]).is_ok());
-}
-
-#[test]
 fn removing_the_directory_under_an_open_store_does_not_panic_on_close() {
-    let (dir, store) = loaded_store();
+    let (dir, store) = loaded_edge();
     std::fs::remove_dir_all(dir.path()).unwrap();
     // Flushing now fails; the error comes back as a value and dropping the store is quiet.
     store.upsert(&chunks(&CORPUS[4], true)).ok();
     assert!(store.flush().is_err());
     drop(store);
-}
-
-#[test]
-fn health_reports_the_backend_and_point_count() {
-    let (_dir, store) = loaded_store();
-    let health = store.health().unwrap();
-    assert_eq!(health.backend, "edge");
-    assert_eq!(health.points, 8);
-    assert!(health.detail.contains("shard"));
-    assert_eq!(embedder().dim(), 384);
-}
-
-impl crate::Doc {
-    fn clone_with_version(&self, version: &'static str) -> crate::Doc {
-        crate::Doc { version, ..*self }
-    }
 }
