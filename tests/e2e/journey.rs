@@ -260,3 +260,43 @@ async fn the_journey_in_split_mode_and_retrieval_going_away_and_coming_back() ->
     generation_side.server.shutdown().await?;
     store_side.server.shutdown().await
 }
+
+/// MMR over gRPC: lambda 1 keeps the relevance order, a low lambda spreads the passages over at least
+/// as many documents, and a lambda outside [0, 1] names the field.
+#[tokio::test]
+async fn mmr_diversity_over_grpc() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let channel = server.channel().await?;
+    let corpus = workspace_root().join("ingest/corpus");
+    let files = client::collect_files(&[corpus.join("uk"), corpus.join("shared")], &WalkOptions::default())?;
+    assert_eq!(ingest(&channel, files).await?.failed, 0);
+    let mut retrieval = RetrievalServiceClient::new(channel);
+    let ask = |mmr_lambda: Option<f32>| RetrieveRequest {
+        query: "faulty item refund".into(),
+        region: "uk".into(),
+        top_k: 6,
+        mmr_lambda,
+        ..Default::default()
+    };
+    let ids = |passages: &[rudder_proto::v1::Passage]| -> Vec<(String, u32)> {
+        passages.iter().map(|p| (p.document.clone().unwrap_or_default().doc_id, p.chunk_index)).collect()
+    };
+    let plain = retrieval.retrieve(ask(None)).await?.into_inner().passages;
+    let relevance = retrieval.retrieve(ask(Some(1.0))).await?.into_inner().passages;
+    assert_eq!(ids(&relevance), ids(&plain), "lambda 1 is plain relevance order");
+    let diverse = retrieval.retrieve(ask(Some(0.2))).await?.into_inner().passages;
+    assert_eq!(diverse.len(), plain.len());
+    let documents = |passages: &[rudder_proto::v1::Passage]| {
+        passages
+            .iter()
+            .filter_map(|p| p.document.as_ref().map(|d| d.doc_id.clone()))
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    };
+    assert!(documents(&diverse) >= documents(&plain), "{:?} vs {:?}", ids(&diverse), ids(&plain));
+    assert_ne!(ids(&diverse), ids(&plain), "a low lambda changes the pick");
+    let bad = retrieval.retrieve(ask(Some(1.5))).await.unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    assert!(bad.message().contains("mmr_lambda"), "{bad:?}");
+    server.server.shutdown().await
+}

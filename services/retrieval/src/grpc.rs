@@ -50,10 +50,10 @@ impl ValidRetrieve {
         if min_score.is_some_and(|s| !s.is_finite()) {
             return Err(ServiceError::invalid("min_score", "must be a finite number"));
         }
-        if mmr_lambda.is_some() {
+        if mmr_lambda.is_some_and(|l| !(0.0..=1.0).contains(&l)) {
             return Err(ServiceError::invalid(
                 "mmr_lambda",
-                "MMR diversity is not supported by this server yet",
+                "must be between 0.0 (most diverse) and 1.0 (pure relevance)",
             ));
         }
         let mode = match v1::RetrievalMode::try_from(mode) {
@@ -72,6 +72,7 @@ impl ValidRetrieve {
             doc_ids,
             min_score,
             max_per_document: if max_per_document == 0 { DEFAULT_MAX_PER_DOCUMENT } else { max_per_document },
+            mmr_lambda,
         })
     }
 }

@@ -4,6 +4,7 @@
 //! [`Retriever`] is also the in-process [`PassageSource`] generation uses in the all-in-one server.
 
 mod grpc;
+mod mmr;
 pub mod quality;
 mod remote;
 
@@ -34,7 +35,12 @@ pub struct ValidRetrieve {
     pub doc_ids: Vec<String>,
     pub min_score: Option<f32>,
     pub max_per_document: u32,
+    /// Maximal-marginal-relevance diversity (0 most diverse .. 1 pure relevance); None: relevance order.
+    pub mmr_lambda: Option<f32>,
 }
+
+/// Candidates MMR chooses from, per passage asked for.
+const MMR_CANDIDATES_PER_PASSAGE: u32 = 3;
 
 /// Passages found, best first, with what it cost.
 #[derive(Debug, Clone)]
@@ -97,9 +103,36 @@ impl Retriever {
             })
             .map_err(store_error)?;
         let search_us = started.elapsed().as_micros() as u64;
-        let passages =
-            cap_per_document(hits, request.max_per_document, request.top_k as usize, request.min_score);
+        let passages = match request.mmr_lambda {
+            None => {
+                cap_per_document(hits, request.max_per_document, request.top_k as usize, request.min_score)
+            }
+            Some(lambda) => {
+                let pool = (request.top_k * MMR_CANDIDATES_PER_PASSAGE) as usize;
+                let candidates = cap_per_document(hits, request.max_per_document, pool, request.min_score);
+                self.diversify(candidates, request.top_k as usize, lambda)?
+            }
+        };
         Ok(Retrieved { passages, query_truncated, embed_us, search_us })
+    }
+
+    /// The MMR pick of `top_k` among `candidates` (best first). The candidates' texts are embedded
+    /// again for their similarities: one batch of a few dozen passages, paid only when asked for.
+    fn diversify(
+        &self,
+        candidates: Vec<Passage>,
+        top_k: usize,
+        lambda: f32,
+    ) -> Result<Vec<Passage>, ServiceError> {
+        if candidates.len() <= 1 {
+            return Ok(candidates);
+        }
+        let texts: Vec<String> = candidates.iter().map(|p| p.text.clone()).collect();
+        let vectors = self.embedder.embed_documents(&texts).map_err(embed_error)?;
+        let scores: Vec<f32> = candidates.iter().map(|p| p.score).collect();
+        let order = mmr::select(&scores, &vectors, top_k, lambda);
+        let mut slots: Vec<Option<Passage>> = candidates.into_iter().map(Some).collect();
+        Ok(order.into_iter().filter_map(|i| slots.get_mut(i).and_then(Option::take)).collect())
     }
 }
 
@@ -173,6 +206,7 @@ impl PassageSource for Retriever {
                 doc_ids: Vec::new(),
                 min_score: query.min_score,
                 max_per_document: DEFAULT_MAX_PER_DOCUMENT,
+                mmr_lambda: None,
             };
             let span = tracing::Span::current();
             tokio::task::spawn_blocking(move || span.in_scope(|| retriever.retrieve(&request)))

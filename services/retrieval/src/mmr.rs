@@ -9,7 +9,8 @@
 /// 0.0 pure diversity after the first pick.
 pub fn select(scores: &[f32], vectors: &[Vec<f32>], k: usize, lambda: f32) -> Vec<usize> {
     let n = scores.len().min(vectors.len());
-    let (lo, hi) = scores[..n].iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &s| (lo.min(s), hi.max(s)));
+    let (lo, hi) =
+        scores[..n].iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &s| (lo.min(s), hi.max(s)));
     let relevance = |i: usize| if hi > lo { (scores[i] - lo) / (hi - lo) } else { 1.0 };
     let mut picked: Vec<usize> = Vec::with_capacity(k.min(n));
     let mut closest = vec![f32::NEG_INFINITY; n]; // highest similarity to anything picked so far

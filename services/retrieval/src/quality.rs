@@ -127,6 +127,7 @@ pub fn evaluate(
             doc_ids: Vec::new(),
             min_score: None,
             max_per_document: DEFAULT_MAX_PER_DOCUMENT,
+            mmr_lambda: None,
         };
         let passages = retriever.retrieve(&request)?.passages;
         let rank = passages.iter().position(|p| q.is_answered_by(p)).map(|i| i + 1);
