@@ -132,7 +132,12 @@ fn memory_bandwidth() -> anyhow::Result<f64> {
 }
 
 fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+    peak_rss_mib_of("self")
+}
+
+/// Peak resident memory of a process (`self` or a pid), from /proc; 0 where unavailable.
+pub(crate) fn peak_rss_mib_of(process: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{process}/status"))
         .ok()
         .and_then(|s| {
             s.lines()

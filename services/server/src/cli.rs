@@ -79,6 +79,8 @@ pub enum BenchCommand {
         #[command(flatten)]
         config: ConfigFlags,
     },
+    /// RetrievalService latency over gRPC at 10k and 100k chunks, concurrency 1, 2 and 8; RSS.
+    Retrieval(crate::bench_retrieval::RetrievalBenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -119,6 +121,7 @@ impl Cli {
                 let config = config.load()?;
                 crate::bench::train(&preflight::quick(&config.models.dir)?)
             }
+            Command::Bench(BenchCommand::Retrieval(args)) => crate::bench_retrieval::run(&args).await,
             Command::Bench(BenchCommand::Generate { config }) => {
                 let config = config.load()?;
                 crate::bench::generate(&preflight::quick(&config.models.dir)?)

@@ -27,8 +27,7 @@ use rudder_retrieval::{RemoteRetrieval, RetrievalServiceImpl, Retriever};
 use rudder_store::{EdgeStore, QdrantOptions, QdrantStore};
 use std::{net::SocketAddr, time::Duration};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::Server;
+use tonic::transport::{Server, server::TcpIncoming};
 use tonic_health::{ServingStatus, server::HealthReporter};
 
 /// A server accepting connections on `addr` until [`RunningServer::shutdown`].
@@ -123,7 +122,8 @@ impl RunningServer {
 
         let (stop, stopped) = oneshot::channel::<()>();
         let serving =
-            tokio::spawn(router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+            // TCP_NODELAY: small gRPC responses must not wait for the peer's delayed ACK (~40 ms).
+            tokio::spawn(router.serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async {
                 // A dropped sender means the owner is gone: stop as well.
                 let _ = stopped.await;
             }));

@@ -3,6 +3,7 @@
 
 pub mod ask;
 pub mod bench;
+pub mod bench_retrieval;
 pub mod cli;
 pub mod eval_cmd;
 pub mod grpc;
