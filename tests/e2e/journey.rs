@@ -300,3 +300,40 @@ async fn mmr_diversity_over_grpc() -> anyhow::Result<()> {
     assert!(bad.message().contains("mmr_lambda"), "{bad:?}");
     server.server.shutdown().await
 }
+
+/// The journey with ingestion, retrieval and generation as three servers, the first two on a Qdrant
+/// server through the `qdrant` backend. Needs a server: runs when RUDDER_TEST_QDRANT_URL is set.
+#[tokio::test]
+async fn the_journey_with_three_servers_on_a_qdrant_server() -> anyhow::Result<()> {
+    use rudder_core::config::{ServiceRole, StoreBackend};
+    let Ok(url) = std::env::var("RUDDER_TEST_QDRANT_URL") else {
+        eprintln!("skipped: RUDDER_TEST_QDRANT_URL is not set");
+        return Ok(());
+    };
+    let collection = format!("rudder_journey_{}", std::process::id());
+    let on_qdrant = |config: &mut rudder_core::Config, role: ServiceRole| {
+        config.server.services = vec![role];
+        config.store.backend = StoreBackend::Qdrant;
+        config.store.qdrant.url = url.clone();
+        config.store.qdrant.collection = collection.clone();
+    };
+    let ingest_side = TestServer::start_with(|c| on_qdrant(c, ServiceRole::Ingest)).await?;
+    let retrieval_side = TestServer::start_with(|c| on_qdrant(c, ServiceRole::Retrieval)).await?;
+    let retrieval_url = retrieval_side.url();
+    let generation_side = TestServer::start_with(|c| {
+        c.server.services = vec![ServiceRole::Generation];
+        c.generation.retrieval_url = retrieval_url.clone();
+    })
+    .await?;
+    let outcome = journey(&ingest_side.channel().await?, &generation_side.channel().await?).await;
+    let options = rudder_store::QdrantOptions::new(&url, &collection);
+    let cleanup = tokio::task::spawn_blocking(move || {
+        rudder_store::QdrantStore::connect(&options, 384).and_then(|store| store.drop_collection())
+    })
+    .await?;
+    outcome?;
+    cleanup?;
+    generation_side.server.shutdown().await?;
+    retrieval_side.server.shutdown().await?;
+    ingest_side.server.shutdown().await
+}
