@@ -38,9 +38,11 @@ impl From<IngestError> for ServiceError {
     fn from(err: IngestError) -> Self {
         match err {
             IngestError::Invalid { field, reason } => ServiceError::invalid(field, reason),
-            err @ (IngestError::UnknownRegion { .. } | IngestError::Conflict(_)) => {
-                ServiceError::FailedPrecondition(err.to_string())
+            // NOT_FOUND listing the known ones, as generation and retrieval answer an unknown region.
+            IngestError::UnknownRegion { region, known } => {
+                ServiceError::NotFound { what: "region (metadata.regions)", name: region, known }
             }
+            err @ IngestError::Conflict(_) => ServiceError::FailedPrecondition(err.to_string()),
             IngestError::NotFound { doc_id } => {
                 ServiceError::NotFound { what: "document", name: doc_id, known: Vec::new() }
             }

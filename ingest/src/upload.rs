@@ -60,12 +60,15 @@ impl OpenDocument {
             file_name,
             result: Err(err),
         };
+        // The sidecar is claimed first, even for a document that fails: it did describe this one, and
+        // left unclaimed it would be reported as describing none.
+        let claimed = sidecars.take_for(&file_name);
         if self.over_limit {
             let size = self.received.max(size_bytes);
             let reason = format!("{size} bytes is over the limit of {limit} bytes per document");
             return Err(fail(&metadata, file_name, ServiceError::invalid("content", reason)));
         }
-        let sidecar = match sidecars.take_for(&file_name) {
+        let sidecar = match claimed {
             Some(Ok(sidecar)) => Some(sidecar),
             Some(Err(err)) => return Err(fail(&metadata, file_name, err)),
             None => None,

@@ -180,11 +180,11 @@ fn metadata_merges_in_proto_order_and_validates() {
         (meta.doc_id.as_str(), meta.version.as_str(), meta.version_given),
         ("returns", "abcdef012345", false)
     );
-    // An unknown region is a failed precondition, no region an invalid argument.
+    // An unknown region is NOT_FOUND listing the known ones, no region an invalid argument.
     let fr = PartialMetadata { regions: vec!["fr".into()], ..Default::default() };
     let err = ServiceError::from(metadata::resolve(fr, cx).unwrap_err());
     assert!(
-        matches!(&err, ServiceError::FailedPrecondition(m) if m.contains("\"fr\"") && m.contains("us, uk, eu")),
+        matches!(&err, ServiceError::NotFound { name, known, .. } if name == "fr" && known == &["us", "uk", "eu"]),
         "{err}"
     );
     let err = ServiceError::from(metadata::resolve(PartialMetadata::default(), cx).unwrap_err());

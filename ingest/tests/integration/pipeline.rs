@@ -140,6 +140,7 @@ fn a_bad_document_fails_alone_and_changes_nothing() {
             Ok(ingested) => format!("{:?}", ingested.outcome),
             Err(ServiceError::InvalidArgument { field, .. }) => format!("invalid {field}"),
             Err(ServiceError::FailedPrecondition(_)) => "precondition".to_owned(),
+            Err(ServiceError::NotFound { what, .. }) => format!("unknown {what}"),
             Err(other) => format!("other {other}"),
         })
         .collect();
@@ -147,7 +148,7 @@ fn a_bad_document_fails_alone_and_changes_nothing() {
         codes,
         [
             "Ingested",
-            "precondition",
+            "unknown region (metadata.regions)",
             "invalid content",
             "precondition",
             "invalid file_name",

@@ -254,7 +254,7 @@ async fn stream_errors_and_per_document_failures() {
     assert_eq!(
         codes,
         [
-            ("fr.md", i32::from(Code::FailedPrecondition)),
+            ("fr.md", i32::from(Code::NotFound)),
             ("sum.txt", i32::from(Code::InvalidArgument)),
             ("cut.md", i32::from(Code::InvalidArgument))
         ]

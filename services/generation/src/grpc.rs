@@ -456,6 +456,13 @@ impl v1::generation_service_server::GenerationService for GenerationServiceImpl 
                     return;
                 }
             }
+            // The worker dropped the job without finishing it: say so instead of ending the stream
+            // as if it were complete (a client would otherwise wait for stats that never come).
+            let _ = out
+                .send(Err(status(ServiceError::Internal(
+                    "the model worker ended the request without finishing it".into(),
+                ))))
+                .await;
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(stream))))
     }
