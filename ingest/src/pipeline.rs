@@ -183,7 +183,7 @@ impl Pipeline {
 
         let _writes = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
         self.store.ensure_collection()?;
-        let stored = self.store.list_documents()?.into_iter().find(|d| d.doc_id == meta.doc_id);
+        let stored = self.store.document_summary(&meta.doc_id)?;
         let versions = stored.map(|d| d.versions).unwrap_or_default();
         let currents: Vec<&VersionSummary> = versions.iter().filter(|v| v.current).collect();
         let same = currents.iter().find(|v| {
@@ -297,7 +297,12 @@ impl Pipeline {
             .store
             .upsert(points)
             .and_then(|()| self.store.flush())
-            .and_then(|()| self.store.set_current_version(&meta.doc_id, &meta.version));
+            .and_then(|()| self.store.set_current_version(&meta.doc_id, &meta.version))
+            // The switch is made durable before anything old is deleted. Without this flush a kill
+            // during the final one was seen (1 in ~8 runs of tests/integration/crash.rs) to leave the
+            // delete of the old version on disk but not the switch: the document had no current
+            // version at all, which readers must never see.
+            .and_then(|()| self.store.flush());
         if let Err(err) = written {
             // Everything of the document except the previous current version is the partial write.
             let keep = previous.map(|v| v.version.as_str());
@@ -306,8 +311,6 @@ impl Pipeline {
             );
             return Err(err.into());
         }
-        // No flush between the switch and the delete: the engine's write-ahead log replays them in
-        // order after a crash, so one flush at the end makes both durable.
         let cleaned =
             self.store.delete_document(&meta.doc_id, Some(&meta.version)).and_then(|_| self.store.flush());
         if let Err(err) = cleaned {

@@ -200,6 +200,10 @@ pub trait VectorStore: Send + Sync + fmt::Debug {
     /// Every stored document with its versions, sorted by doc_id.
     fn list_documents(&self) -> Result<Vec<DocumentSummary>, StoreError>;
 
+    /// One document's versions, read through a doc_id filter (ingestion asks this for every
+    /// document it writes: it must not cost a scan of the whole store); None if it is not stored.
+    fn document_summary(&self, doc_id: &str) -> Result<Option<DocumentSummary>, StoreError>;
+
     /// The payloads of one version of a document, in chunk order; empty if that version is not
     /// stored. What `GetDocument` shows and where a document's full metadata is read back from.
     fn document_chunks(&self, doc_id: &str, version: &str) -> Result<Vec<ChunkPayload>, StoreError>;

@@ -144,6 +144,36 @@ impl EdgeStore {
         Ok(self.query(request)?.into_iter().map(|p| p.id).collect())
     }
 
+    /// Documents (all, or those `filter` selects) with their versions, by doc_id.
+    fn summaries(&self, filter: Option<Filter>) -> Result<Vec<DocumentSummary>, StoreError> {
+        let selected = LISTED_FIELDS.iter().map(|name| filters::key(name)).collect::<Result<Vec<_>, _>>()?;
+
+        let mut docs = common::DocumentList::default();
+        let mut offset = None;
+        loop {
+            let (records, next) = self
+                .shard()?
+                .scroll(ScrollRequest {
+                    offset,
+                    limit: Some(SCROLL_PAGE),
+                    filter: filter.clone(),
+                    with_payload: Some(WithPayloadInterface::Fields(selected.clone())),
+                    with_vector: WithVector::Bool(false),
+                    order_by: None,
+                })
+                .map_err(points::backend("list documents"))?;
+            for record in records {
+                let payload = record.payload.map(|p| p.0).unwrap_or_default();
+                docs.add(|| points::point_id_text(record.id), &payload)?;
+            }
+            match next {
+                Some(next) => offset = Some(next),
+                None => break,
+            }
+        }
+        Ok(docs.finish())
+    }
+
     fn hits(
         &self,
         points: Vec<ScoredPoint>,
@@ -237,31 +267,11 @@ impl VectorStore for EdgeStore {
     }
 
     fn list_documents(&self) -> Result<Vec<DocumentSummary>, StoreError> {
-        let selected = LISTED_FIELDS.iter().map(|name| filters::key(name)).collect::<Result<Vec<_>, _>>()?;
-        let mut docs = common::DocumentList::default();
-        let mut offset = None;
-        loop {
-            let (records, next) = self
-                .shard()?
-                .scroll(ScrollRequest {
-                    offset,
-                    limit: Some(SCROLL_PAGE),
-                    filter: None,
-                    with_payload: Some(WithPayloadInterface::Fields(selected.clone())),
-                    with_vector: WithVector::Bool(false),
-                    order_by: None,
-                })
-                .map_err(points::backend("list documents"))?;
-            for record in records {
-                let payload = record.payload.map(|p| p.0).unwrap_or_default();
-                docs.add(|| points::point_id_text(record.id), &payload)?;
-            }
-            match next {
-                Some(next) => offset = Some(next),
-                None => break,
-            }
-        }
-        Ok(docs.finish())
+        self.summaries(None)
+    }
+
+    fn document_summary(&self, doc_id: &str) -> Result<Option<DocumentSummary>, StoreError> {
+        Ok(self.summaries(Some(filters::document(doc_id, None)?))?.pop())
     }
 
     fn document_chunks(&self, doc_id: &str, version: &str) -> Result<Vec<ChunkPayload>, StoreError> {

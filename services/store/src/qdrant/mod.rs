@@ -288,6 +288,15 @@ impl QdrantStore {
         Ok(found.iter().filter_map(|point| points::chunk_id(point.id.as_ref()).ok()).collect())
     }
 
+    /// Documents (all, or those `filter` selects) with their versions, by doc_id.
+    fn summaries(&self, filter: Option<&Filter>) -> Result<Vec<DocumentSummary>, StoreError> {
+        let mut docs = common::DocumentList::default();
+        self.scroll("list documents", filter, Some(&LISTED_FIELDS[..]), |id, payload| {
+            docs.add(|| points::point_id_text(id), &points::json(payload))
+        })?;
+        Ok(docs.finish())
+    }
+
     fn hits(
         &self,
         found: Vec<ScoredPoint>,
@@ -429,11 +438,11 @@ impl VectorStore for QdrantStore {
     }
 
     fn list_documents(&self) -> Result<Vec<DocumentSummary>, StoreError> {
-        let mut docs = common::DocumentList::default();
-        self.scroll("list documents", None, Some(&LISTED_FIELDS[..]), |id, payload| {
-            docs.add(|| points::point_id_text(id), &points::json(payload))
-        })?;
-        Ok(docs.finish())
+        self.summaries(None)
+    }
+
+    fn document_summary(&self, doc_id: &str) -> Result<Option<DocumentSummary>, StoreError> {
+        Ok(self.summaries(Some(&filters::document(doc_id, None)))?.pop())
     }
 
     fn document_chunks(&self, doc_id: &str, version: &str) -> Result<Vec<ChunkPayload>, StoreError> {

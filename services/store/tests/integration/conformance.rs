@@ -36,6 +36,7 @@ macro_rules! conformance_tests {
             deleting_a_document_removes_all_its_chunks,
             a_documents_chunks_come_back_in_order_for_one_version_only,
             listing_documents_gives_versions_chunk_counts_and_regions,
+            one_documents_summary_matches_its_listing_entry,
             a_new_version_is_invisible_until_it_is_made_current_then_the_old_one_goes,
             bad_requests_are_refused_with_a_reason,
             health_reports_the_backend_and_point_count,
@@ -173,6 +174,15 @@ pub fn a_documents_chunks_come_back_in_order_for_one_version_only(fixture: &Fixt
     assert_eq!(stored, expected);
     assert!(store.document_chunks(doc.doc_id, "another-version").unwrap().is_empty());
     assert!(store.document_chunks("no-such-doc", doc.version).unwrap().is_empty());
+}
+
+pub fn one_documents_summary_matches_its_listing_entry(fixture: &Fixture) {
+    let store = fixture.store();
+    let listed = store.list_documents().unwrap();
+    for doc in &listed {
+        assert_eq!(store.document_summary(&doc.doc_id).unwrap().as_ref(), Some(doc));
+    }
+    assert_eq!(store.document_summary("no-such-doc").unwrap(), None);
 }
 
 pub fn listing_documents_gives_versions_chunk_counts_and_regions(fixture: &Fixture) {
