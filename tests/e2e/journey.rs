@@ -17,14 +17,7 @@ async fn ingest_the_corpus_retrieve_per_region_and_answer_from_it() -> anyhow::R
     let server = TestServer::start().await?;
     let channel = server.channel().await?;
     let files = client::collect_files(&[workspace_root().join("ingest/corpus")], &WalkOptions::default())?;
-    let response = client::upload_files(
-        &mut IngestServiceClient::new(channel.clone()),
-        files,
-        PartialMetadata::default(),
-        |_, _, _| {},
-    )
-    .await?;
-    let summary = response.summary.unwrap_or_default();
+    let summary = ingest(&channel, files).await?;
     assert!(summary.ingested >= 18 && summary.failed == 0, "{summary:?}");
 
     let mut retrieval = RetrievalServiceClient::new(channel.clone());

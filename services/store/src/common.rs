@@ -21,6 +21,18 @@ pub const DENSE_VECTOR: &str = "dense";
 pub const SPARSE_VECTOR: &str = "bm25";
 /// Points per engine update: bounds the size of one write (a WAL record, a gRPC message).
 pub(crate) const UPSERT_BATCH: usize = 256;
+
+/// Hands `points` to `write` [`UPSERT_BATCH`] at a time, stopping at the first failure.
+pub(crate) fn in_batches<T>(
+    points: Vec<T>,
+    mut write: impl FnMut(Vec<T>) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let mut points = points.into_iter().peekable();
+    while points.peek().is_some() {
+        write(points.by_ref().take(UPSERT_BATCH).collect())?;
+    }
+    Ok(())
+}
 /// Points per scroll page when listing documents or reading a document's chunks.
 pub(crate) const SCROLL_PAGE: usize = 1024;
 /// Qdrant's default RRF constant; every backend passes it explicitly so all of them rank alike.

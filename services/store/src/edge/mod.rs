@@ -10,9 +10,7 @@
 mod filters;
 mod points;
 
-use crate::common::{
-    self, KEYWORD_INDEXES, LISTED_FIELDS, RRF_K, SCROLL_PAGE, SearchLegs, UPSERT_BATCH, fields,
-};
+use crate::common::{self, KEYWORD_INDEXES, LISTED_FIELDS, RRF_K, SCROLL_PAGE, SearchLegs, fields};
 pub use crate::common::{DENSE_VECTOR, SPARSE_VECTOR};
 use qdrant_edge::{
     CreateIndex, Distance, EdgeConfig, EdgeShard, EdgeSparseVectorParams, EdgeVectorParamsBuilder,
@@ -147,8 +145,21 @@ impl EdgeStore {
     /// Documents (all, or those `filter` selects) with their versions, by doc_id.
     fn summaries(&self, filter: Option<Filter>) -> Result<Vec<DocumentSummary>, StoreError> {
         let selected = LISTED_FIELDS.iter().map(|name| filters::key(name)).collect::<Result<Vec<_>, _>>()?;
-
         let mut docs = common::DocumentList::default();
+        self.scroll("list documents", filter, WithPayloadInterface::Fields(selected), |id, payload| {
+            docs.add(|| points::point_id_text(id), &payload.map(|p| p.0).unwrap_or_default())
+        })?;
+        Ok(docs.finish())
+    }
+
+    /// Every point `filter` selects (all without one), page by page, with the payload `with_payload` asks for.
+    fn scroll(
+        &self,
+        operation: &'static str,
+        filter: Option<Filter>,
+        with_payload: WithPayloadInterface,
+        mut each: impl FnMut(PointId, Option<Payload>) -> Result<(), StoreError>,
+    ) -> Result<(), StoreError> {
         let mut offset = None;
         loop {
             let (records, next) = self
@@ -157,21 +168,19 @@ impl EdgeStore {
                     offset,
                     limit: Some(SCROLL_PAGE),
                     filter: filter.clone(),
-                    with_payload: Some(WithPayloadInterface::Fields(selected.clone())),
+                    with_payload: Some(with_payload.clone()),
                     with_vector: WithVector::Bool(false),
                     order_by: None,
                 })
-                .map_err(points::backend("list documents"))?;
+                .map_err(points::backend(operation))?;
             for record in records {
-                let payload = record.payload.map(|p| p.0).unwrap_or_default();
-                docs.add(|| points::point_id_text(record.id), &payload)?;
+                each(record.id, record.payload)?;
             }
             match next {
                 Some(next) => offset = Some(next),
-                None => break,
+                None => return Ok(()),
             }
         }
-        Ok(docs.finish())
     }
 
     fn hits(
@@ -224,17 +233,14 @@ impl VectorStore for EdgeStore {
             .map(|chunk| points::to_point(chunk, self.dim, &self.bm25))
             .collect::<Result<Vec<_>, _>>()?;
         let _writes = self.lock_writes();
-        let mut points = points.into_iter().peekable();
-        while points.peek().is_some() {
-            let batch: Vec<_> = points.by_ref().take(UPSERT_BATCH).collect();
+        common::in_batches(points, |batch| {
             self.update(
                 UpdateOperation::PointOperation(PointOperations::UpsertPoints(
                     PointInsertOperations::PointsList(batch),
                 )),
                 "upsert points",
-            )?;
-        }
-        Ok(())
+            )
+        })
     }
 
     fn set_current_version(&self, doc_id: &str, version: &str) -> Result<(), StoreError> {
@@ -277,27 +283,15 @@ impl VectorStore for EdgeStore {
     fn document_chunks(&self, doc_id: &str, version: &str) -> Result<Vec<ChunkPayload>, StoreError> {
         let filter = filters::document_version(doc_id, version)?;
         let mut chunks = Vec::new();
-        let mut offset = None;
-        loop {
-            let (records, next) = self
-                .shard()?
-                .scroll(ScrollRequest {
-                    offset,
-                    limit: Some(SCROLL_PAGE),
-                    filter: Some(filter.clone()),
-                    with_payload: Some(WithPayloadInterface::Bool(true)),
-                    with_vector: WithVector::Bool(false),
-                    order_by: None,
-                })
-                .map_err(points::backend("read a document's chunks"))?;
-            for record in records {
-                chunks.push(points::chunk_payload(record.id, record.payload)?);
-            }
-            match next {
-                Some(next) => offset = Some(next),
-                None => break,
-            }
-        }
+        self.scroll(
+            "read a document's chunks",
+            Some(filter),
+            WithPayloadInterface::Bool(true),
+            |id, payload| {
+                chunks.push(points::chunk_payload(id, payload)?);
+                Ok(())
+            },
+        )?;
         chunks.sort_by_key(|chunk| chunk.chunk_index);
         Ok(chunks)
     }

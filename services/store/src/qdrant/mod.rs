@@ -18,8 +18,7 @@ mod filters;
 mod points;
 
 use crate::common::{
-    self, DENSE_VECTOR, KEYWORD_INDEXES, LISTED_FIELDS, RRF_K, SCROLL_PAGE, SPARSE_VECTOR, SearchLegs,
-    UPSERT_BATCH, fields,
+    self, DENSE_VECTOR, KEYWORD_INDEXES, LISTED_FIELDS, RRF_K, SCROLL_PAGE, SPARSE_VECTOR, SearchLegs, fields,
 };
 use errors::{Endpoint, QDRANT};
 use qdrant_client::{
@@ -398,13 +397,10 @@ impl VectorStore for QdrantStore {
             .map(|chunk| points::to_point(chunk, self.dim, &self.bm25))
             .collect::<Result<Vec<PointStruct>, _>>()?;
         let _writes = self.lock_writes();
-        let mut converted = converted.into_iter().peekable();
-        while converted.peek().is_some() {
-            let batch: Vec<PointStruct> = converted.by_ref().take(UPSERT_BATCH).collect();
+        common::in_batches(converted, |batch| {
             let request = UpsertPointsBuilder::new(self.collection.as_str(), batch).wait(true);
-            self.write("upsert points", self.client.upsert_points(request))?;
-        }
-        Ok(())
+            self.write("upsert points", self.client.upsert_points(request))
+        })
     }
 
     fn set_current_version(&self, doc_id: &str, version: &str) -> Result<(), StoreError> {
