@@ -3,7 +3,6 @@
 
 use std::{
     fs::{File, OpenOptions},
-    io::Write,
     path::{Path, PathBuf},
     sync::Mutex,
 };
@@ -76,21 +75,18 @@ pub struct AuditLog {
 impl AuditLog {
     pub fn open(dir: &Path) -> Result<Self, ServiceError> {
         let path = dir.join(AUDIT_FILE);
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|err| ServiceError::Internal(format!("{}: {err}", path.display())))?;
+        let io = |err: std::io::Error| ServiceError::Internal(format!("{}: {err}", path.display()));
+        let file = OpenOptions::new().create(true).read(true).append(true).open(&path).map_err(io)?;
+        rudder_core::jsonl::drop_torn_tail(&file).map_err(io)?;
         Ok(Self { path, file: Mutex::new(file) })
     }
 
     /// Appends `entry`, durably.
     pub fn append(&self, entry: &AuditEntry) -> Result<(), ServiceError> {
-        let mut line = serde_json::to_string(entry)
+        let line = serde_json::to_string(entry)
             .map_err(|err| ServiceError::Internal(format!("cannot encode an audit entry: {err}")))?;
-        line.push('\n');
         let mut file = self.file.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        file.write_all(line.as_bytes()).and_then(|()| file.sync_data()).map_err(|err| {
+        rudder_core::jsonl::append_line(&mut file, &line).map_err(|err| {
             ServiceError::Unavailable(format!("cannot write the audit log {}: {err}", self.path.display()))
         })
     }

@@ -246,6 +246,13 @@ async fn receive(mut stream: Streaming<v1::PublishBundleRequest>) -> Result<Uplo
         Some(Message::Spec(spec)) => spec,
         _ => return Err(ServiceError::invalid("spec", "the first message must be the BundleSpec")),
     };
+    // Checked before any bytes are buffered: at most one artifact of each kind.
+    if spec.artifacts.len() > 2 {
+        return Err(ServiceError::invalid(
+            "spec.artifacts",
+            "at most two: a policy prefix and a tone soft prompt",
+        ));
+    }
     let mut data: HashMap<String, Vec<u8>> = HashMap::new();
     while let Some(message) =
         stream.message().await.map_err(|err| ServiceError::Cancelled(err.to_string()))?
@@ -311,6 +318,10 @@ impl PromptServiceImpl {
         let brand = spec.brand.trim();
         if !brand.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
             return Err(ServiceError::invalid("spec.brand", "must be lowercase letters, digits and '-'"));
+        }
+        // On disk a brand is a directory beside the region's `v<N>` version directories.
+        if brand.strip_prefix('v').is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) {
+            return Err(ServiceError::invalid("spec.brand", "must not look like a version (v1, v2, ...)"));
         }
         if spec.system_text.trim().is_empty() {
             return Err(ServiceError::invalid("spec.system_text", "must not be empty"));
@@ -618,6 +629,19 @@ impl v1::prompt_service_server::PromptService for PromptServiceImpl {
         let key = self.key(&r.region, &r.brand, "ref.").map_err(status)?;
         if r.version == 0 {
             return Err(status(ServiceError::invalid("ref.version", "name the version to activate")));
+        }
+        // Cheap checks first: the gate may run evaluations for minutes.
+        if traffic_percent > 100 {
+            return Err(status(ServiceError::invalid(
+                "traffic_percent",
+                "must be 0 or 100 (all traffic) or 1..=99 (A/B)",
+            )));
+        }
+        if force && reason.trim().is_empty() {
+            return Err(status(ServiceError::invalid(
+                "reason",
+                "force needs a reason (it goes into the audit log)",
+            )));
         }
         let guard = self.registry.begin_activation(&key).map_err(status)?;
         let outcome = self.gate(&key, r.version, force).await.map_err(status)?;

@@ -3,8 +3,9 @@
 //!
 //! Versions come from two directories with the same layout: the shipped bundles
 //! (`prompts.bundles_dir`, read only) and the ones published through PromptService
-//! (`<state dir>/published`). Activation lives in `<state dir>/state.json`; a region/brand seen for
-//! the first time starts on its highest version. Versions are immutable: a version whose files change
+//! (`<state dir>/published`). Activation lives in `<state dir>/state.json`; a region/brand found on
+//! disk for the first time (at start or by a reload) starts on its highest version, one published
+//! through the service waits for ActivateBundle. Versions are immutable: a version whose files change
 //! on disk keeps serving what it was, and the reload says so.
 //!
 //! Order of writes for every change: the audit entry (synced), then the state file (a synced temp
@@ -97,7 +98,7 @@ const PUBLISHED_DIR: &str = "published";
 const EVALS_DIR: &str = "evals";
 
 impl Registry {
-    /// Reads every version and the activation state; starts new region/brands on their highest version.
+    /// Reads every version and the activation state; starts region/brands new on disk on their highest version.
     pub fn open(paths: RegistryPaths) -> Result<Self, ServiceError> {
         std::fs::create_dir_all(paths.state_dir.join(PUBLISHED_DIR)).map_err(|err| {
             ServiceError::Internal(format!("cannot create {}: {err}", paths.state_dir.display()))
@@ -147,14 +148,19 @@ impl Registry {
     }
 
     pub fn summary(&self, key: &BundleKey) -> Result<BundleSummary, ServiceError> {
-        self.list(Some(&key.region)).into_iter().find(|s| &s.key == key).ok_or_else(|| self.unknown_key(key))
+        let found = self.list(Some(&key.region)).into_iter().find(|s| &s.key == key);
+        found.ok_or_else(|| unknown_key(&self.read(), key))
     }
 
     /// One version (the active one for `None`) with its evaluation and traffic.
     pub fn get(&self, key: &BundleKey, version: Option<u32>) -> Result<VersionView, ServiceError> {
-        let inner = self.read();
-        let activation = inner.state.get(key).cloned().unwrap_or_default();
-        let version = self.version_in(&inner, key, version.unwrap_or(activation.active))?;
+        let (activation, version) = {
+            let inner = self.read();
+            let activation = inner.state.get(key).cloned().unwrap_or_default();
+            let version = self.version_in(&inner, key, version.unwrap_or(activation.active))?;
+            (activation, version)
+        };
+        // Reading the stored evaluation touches files: not under the lock every request takes.
         let number = version.bundle.version;
         Ok(VersionView {
             evaluation: self.fresh_evaluation(&version),
@@ -171,16 +177,12 @@ impl Registry {
         key: &BundleKey,
         version: u32,
     ) -> Result<Arc<VersionOnDisk>, ServiceError> {
-        let versions = inner.versions.get(key).ok_or_else(|| self.unknown_key(key))?;
+        let versions = inner.versions.get(key).ok_or_else(|| unknown_key(inner, key))?;
         versions.get(&version).cloned().ok_or_else(|| ServiceError::NotFound {
             what: "bundle version",
             name: format!("{key}@{version}"),
             known: versions.keys().map(|v| format!("{key}@{v}")).collect(),
         })
-    }
-
-    fn unknown_key(&self, key: &BundleKey) -> ServiceError {
-        ServiceError::NotFound { what: "region/brand bundle", name: key.to_string(), known: self.keys() }
     }
 
     // ----- evaluations -----
@@ -244,9 +246,17 @@ impl Registry {
         sync_dir(&parent);
         let version = Arc::new(file::read_version(&final_dir, key, number).map_err(file_error)?);
         let mut inner = self.write();
+        if inner.state.get(key).is_none() {
+            // Recorded as "no active version", so a restart does not start it on its own either.
+            let mut state = inner.state.clone();
+            state.set(key, Activation::default());
+            state.save(&state_path(&self.paths.state_dir))?;
+            inner.state = state;
+        }
         inner.versions.entry(key.clone()).or_default().insert(number, Arc::clone(&version));
         drop(inner);
-        self.start_new_keys()?;
+        // A first version of a new region/brand is not started here: like every published version it
+        // serves once ActivateBundle says so.
         tracing::info!(bundle = %version.bundle.id(), actor = %by.actor, "bundle version published");
         Ok(version)
     }
@@ -276,7 +286,7 @@ impl Registry {
         let mut activating = self.activating.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if !activating.insert(key.clone()) {
             return Err(ServiceError::FailedPrecondition(format!(
-                "another activation of {key} is under way; retry when it has finished"
+                "another activation, rollback or promotion of {key} is under way; retry when it has finished"
             )));
         }
         Ok(ActivationGuard { registry: self, key: key.clone() })
@@ -310,7 +320,7 @@ impl Registry {
                 return Err(ServiceError::FailedPrecondition(format!("{key}@{version} is already active")));
             }
             let from = activation.active;
-            if from != version {
+            if from != version && from != 0 {
                 activation.previous.push(from);
             }
             activation.active = version;
@@ -330,8 +340,9 @@ impl Registry {
 
     /// Re-activates the version active before the current one.
     pub fn rollback(&self, key: &BundleKey, by: &ChangeBy) -> Result<BundleSummary, ServiceError> {
+        let _slot = self.begin_activation(key)?;
         let mut inner = self.write();
-        let mut activation = inner.state.get(key).cloned().ok_or_else(|| self.unknown_key(key))?;
+        let mut activation = inner.state.get(key).cloned().ok_or_else(|| unknown_key(&inner, key))?;
         let from = activation.active;
         let to = activation.previous.pop().ok_or_else(|| {
             ServiceError::FailedPrecondition(format!(
@@ -346,13 +357,16 @@ impl Registry {
 
     /// The A/B candidate becomes the active version for all traffic.
     pub fn promote(&self, key: &BundleKey, by: &ChangeBy) -> Result<BundleSummary, ServiceError> {
+        let _slot = self.begin_activation(key)?;
         let mut inner = self.write();
-        let mut activation = inner.state.get(key).cloned().ok_or_else(|| self.unknown_key(key))?;
+        let mut activation = inner.state.get(key).cloned().ok_or_else(|| unknown_key(&inner, key))?;
         let candidate = activation.candidate.take().ok_or_else(|| {
             ServiceError::FailedPrecondition(format!("{key} has no A/B candidate to promote"))
         })?;
         let from = activation.active;
-        activation.previous.push(from);
+        if from != 0 {
+            activation.previous.push(from);
+        }
         activation.active = candidate.version;
         let entry = AuditEntry::new(AuditAction::PromoteCandidate, key, from, candidate.version)
             .by(&by.actor, &by.reason);
@@ -361,8 +375,9 @@ impl Registry {
 
     /// Stops the A/B candidate: all traffic goes to the active version.
     pub fn abort_candidate(&self, key: &BundleKey, by: &ChangeBy) -> Result<BundleSummary, ServiceError> {
+        let _slot = self.begin_activation(key)?;
         let mut inner = self.write();
-        let mut activation = inner.state.get(key).cloned().ok_or_else(|| self.unknown_key(key))?;
+        let mut activation = inner.state.get(key).cloned().ok_or_else(|| unknown_key(&inner, key))?;
         let candidate = activation.candidate.take().ok_or_else(|| {
             ServiceError::FailedPrecondition(format!("{key} has no A/B candidate to abort"))
         })?;
@@ -572,6 +587,13 @@ impl BundleRegistry for Registry {
     }
 }
 
+/// NOT_FOUND for `key`, listing the bundles `inner` holds. Takes the caller's guard: locking again
+/// from under a held lock would deadlock.
+fn unknown_key(inner: &Inner, key: &BundleKey) -> ServiceError {
+    let known = inner.versions.keys().map(ToString::to_string).collect();
+    ServiceError::NotFound { what: "region/brand bundle", name: key.to_string(), known }
+}
+
 /// The conversation's A/B bucket for `key`, 0..100: the same conversation always gets the same one.
 pub fn ab_bucket(key: &BundleKey, conversation_id: &str) -> u32 {
     let digest = Sha256::digest(format!("{key}\n{conversation_id}").as_bytes());
@@ -744,10 +766,57 @@ mod tests {
         assert!(matches!(activate(&registry, 1, 101), Err(ServiceError::InvalidArgument { .. })));
         let first = registry.begin_activation(&uk()).unwrap();
         let err = activate(&registry, 1, 100).unwrap_err();
-        assert!(err.to_string().contains("another activation of uk"), "{err}");
+        assert!(err.to_string().contains("another activation"), "{err}");
+        assert!(registry.rollback(&uk(), &by("x", "")).is_err(), "a rollback waits for the slot too");
         drop(first);
         assert_eq!(served_text(&registry), "two");
         assert!(activate(&registry, 1, 100).is_ok(), "the slot is free once the first one ends");
+    }
+
+    #[test]
+    fn a_published_new_brand_waits_for_activation_even_across_a_restart() {
+        let f = fixture();
+        let registry = Registry::open(f.paths.clone()).unwrap();
+        let acme = BundleKey { region: "uk".into(), brand: Some("acme".into()) };
+        let published = registry
+            .publish(&acme, &by("ann", ""), |dir| {
+                std::fs::write(dir.join(file::BUNDLE_FILE), "system_text = \"acme\"\n")
+                    .map_err(|e| ServiceError::Internal(e.to_string()))
+            })
+            .unwrap();
+        assert_eq!(published.bundle.id(), "uk/acme@1");
+        assert!(
+            matches!(registry.resolve(&acme, None), Err(ServiceError::NotFound { .. })),
+            "not active yet"
+        );
+        drop(registry);
+        let registry = Registry::open(f.paths.clone()).unwrap();
+        assert!(registry.resolve(&acme, None).is_err(), "a restart does not start it either");
+        let guard = registry.begin_activation(&acme).unwrap();
+        registry.activate(&guard, 1, 100, &GateOutcome::NotNeeded, false, &by("bob", "launch")).unwrap();
+        drop(guard);
+        assert_eq!(registry.resolve(&acme, None).unwrap().system_text, "acme");
+        let err = registry.rollback(&acme, &by("bob", "")).unwrap_err();
+        assert!(matches!(err, ServiceError::FailedPrecondition(_)), "nothing to roll back to: {err}");
+    }
+
+    #[test]
+    fn changes_to_an_unknown_region_are_not_found_and_do_not_hang() {
+        let f = fixture();
+        let registry = Registry::open(f.paths.clone()).unwrap();
+        let nowhere = BundleKey { region: "nowhere".into(), brand: None };
+        for result in [
+            registry.rollback(&nowhere, &by("a", "")),
+            registry.promote(&nowhere, &by("a", "")),
+            registry.abort_candidate(&nowhere, &by("a", "")),
+        ] {
+            assert!(
+                matches!(&result, Err(ServiceError::NotFound { known, .. }) if known == &["uk"]),
+                "{result:?}"
+            );
+        }
+        assert!(matches!(registry.resolve(&nowhere, None), Err(ServiceError::NotFound { .. })));
+        assert_eq!(served_text(&registry), "two", "and the registry still answers");
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod bundle;
 pub mod config;
 pub mod embedding;
 pub mod error;
+pub mod jsonl;
 pub mod models;
 pub mod passage;
 pub mod secret;

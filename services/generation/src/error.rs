@@ -23,6 +23,13 @@ pub enum GenerationError {
 
 impl From<GenerationError> for ServiceError {
     fn from(err: GenerationError) -> Self {
+        Self::from(&err)
+    }
+}
+
+/// By reference too: a failure the model worker reports is shared (`Arc`) with the request's stream.
+impl From<&GenerationError> for ServiceError {
+    fn from(err: &GenerationError) -> Self {
         match err {
             GenerationError::QuestionTooLong { .. } => ServiceError::invalid("question", err.to_string()),
             GenerationError::ArtifactMisfit { .. } => ServiceError::FailedPrecondition(err.to_string()),

@@ -9,7 +9,6 @@
 use std::{
     collections::{HashMap, VecDeque},
     fs::{File, OpenOptions},
-    io::Write,
     path::{Path, PathBuf},
     sync::Mutex,
 };
@@ -110,7 +109,7 @@ impl FeedbackBook {
         let path = dir.join(FEEDBACK_FILE);
         let entries = if path.exists() { read_entries(&path)? } else { Vec::new() };
         let file = OpenOptions::new().create(true).read(true).append(true).open(&path).map_err(io)?;
-        drop_torn_tail(&file).map_err(io)?;
+        rudder_core::jsonl::drop_torn_tail(&file).map_err(io)?;
         let inner = Book { recent: HashMap::new(), recent_order: VecDeque::new(), entries, file };
         Ok(Self { path, recent_capacity: recent_capacity.max(1), inner: Mutex::new(inner) })
     }
@@ -154,11 +153,9 @@ impl FeedbackBook {
             created_at: rudder_core::time::now_rfc3339(),
             served,
         };
-        let mut line = serde_json::to_string(&entry)
+        let line = serde_json::to_string(&entry)
             .map_err(|err| ServiceError::Internal(format!("cannot encode feedback: {err}")))?;
-        line.push('\n');
-        let write = book.file.write_all(line.as_bytes()).and_then(|()| book.file.sync_data());
-        write.map_err(|err| {
+        rudder_core::jsonl::append_line(&mut book.file, &line).map_err(|err| {
             ServiceError::Unavailable(format!("cannot store feedback in {}: {err}", self.path.display()))
         })?;
         book.entries.push(entry.clone());
@@ -193,25 +190,6 @@ impl FeedbackBook {
         // or one insert), so a poisoned lock is safe to use.
         self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
-}
-
-/// Cuts a line left half-written by a crash, so the next append starts on a line of its own.
-fn drop_torn_tail(file: &File) -> std::io::Result<()> {
-    use std::io::{Read, Seek, SeekFrom};
-    let len = file.metadata()?.len();
-    if len == 0 {
-        return Ok(());
-    }
-    let mut reader = file;
-    let mut text = Vec::new();
-    reader.seek(SeekFrom::Start(0))?;
-    reader.read_to_end(&mut text)?;
-    if text.last() == Some(&b'\n') {
-        return Ok(());
-    }
-    let keep = text.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    file.set_len(keep as u64)?;
-    file.sync_data()
 }
 
 /// A page token: the offset of the next page (empty for the first).

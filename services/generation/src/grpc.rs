@@ -423,7 +423,7 @@ impl EventMapper {
             }
             EngineEvent::Failed(err) => {
                 self.started.ledger.failed(&self.started.bundle);
-                return Err(status(ServiceError::from(crate::GenerationError::Internal(err.to_string()))));
+                return Err(status(ServiceError::from(err.as_ref())));
             }
         })
     }

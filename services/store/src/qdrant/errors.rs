@@ -102,6 +102,9 @@ fn unreachable(status: &Status) -> bool {
         Code::Cancelled => true,
         // qdrant-client reports a failed (re)connection as `Internal` "Failed to connect to <uri>: ...".
         Code::Internal => status.message().starts_with("Failed to connect"),
+        // A connection broken under a request (the server restarting) surfaces as `Unknown`
+        // "transport error": the next request reconnects.
+        Code::Unknown => status.message().contains("transport error"),
         _ => false,
     }
 }
