@@ -122,9 +122,10 @@ impl FastembedEmbedder {
         &self.runtime_version
     }
 
-    /// A free single-threaded session, else the next in turn (waiting for it). A lone query would be
+    /// A free single-threaded session, else the next in turn (waiting for it). A lone query is
     /// ~1.7x faster on the all-cores session, but measured on 2 cores (`rudder bench retrieval`)
-    /// multi-threaded query sessions stop concurrent requests from scaling, so queries never use it.
+    /// multi-threaded sessions for every query stop concurrent requests from scaling: only
+    /// [`Embedder::embed_query_alone`] takes the all-cores session, and only when it is free.
     fn query_session(&self) -> std::sync::MutexGuard<'_, TextEmbedding> {
         for session in &self.query_sessions {
             match session.try_lock() {
@@ -138,6 +139,17 @@ impl FastembedEmbedder {
             Some(session) => lock(session),
             None => lock(&self.model),
         }
+    }
+
+    fn query_on(
+        &self,
+        session: std::sync::MutexGuard<'_, TextEmbedding>,
+        text: &str,
+    ) -> Result<QueryEmbedding, EmbedError> {
+        let truncated = self.count_tokens(text)? > MINILM_MAX_TOKENS;
+        let mut vectors = self.run_on(session, &[text])?;
+        let vector = vectors.pop().ok_or_else(|| EmbedError::Inference { reason: "no vector".into() })?;
+        Ok(QueryEmbedding { vector, truncated })
     }
 
     fn run(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
@@ -176,10 +188,17 @@ impl Embedder for FastembedEmbedder {
     }
 
     fn embed_query(&self, text: &str) -> Result<QueryEmbedding, EmbedError> {
-        let truncated = self.count_tokens(text)? > MINILM_MAX_TOKENS;
-        let mut vectors = self.run_on(self.query_session(), &[text])?;
-        let vector = vectors.pop().ok_or_else(|| EmbedError::Inference { reason: "no vector".into() })?;
-        Ok(QueryEmbedding { vector, truncated })
+        self.query_on(self.query_session(), text)
+    }
+
+    fn embed_query_alone(&self, text: &str) -> Result<QueryEmbedding, EmbedError> {
+        // Ingestion may hold the all-cores session for a whole batch: then take the pool's.
+        let all_cores = match self.model.try_lock() {
+            Ok(guard) => guard,
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return self.embed_query(text),
+        };
+        self.query_on(all_cores, text)
     }
 
     fn count_tokens(&self, text: &str) -> Result<usize, EmbedError> {
