@@ -182,15 +182,17 @@ pub fn read_version(dir: &Path, key: &BundleKey, version: u32) -> Result<Version
         digest.update(&tensor_bytes);
         let manifest =
             tensors_path.parent().and_then(|artifact_dir| artifact::read_manifest(artifact_dir).ok());
+        let sha256 = hex(&Sha256::digest(&tensor_bytes));
         artifacts.push(ArtifactInfo {
             kind,
             reference: ArtifactRef {
                 name: name.to_owned(),
                 path: tensors_path,
                 base_model_fingerprint: entry.base_model_fingerprint.clone(),
+                sha256: sha256.clone(),
             },
             manifest,
-            sha256: hex(&Sha256::digest(&tensor_bytes)),
+            sha256,
         });
     }
     let defaults = GenerationDefaults::default();

@@ -113,7 +113,13 @@ pub fn evaluate_bundle(
         |artifact: &Option<rudder_core::bundle::ArtifactRef>| -> Result<Option<SteeringTensors>, TrainError> {
             artifact
                 .as_ref()
-                .map(|a| SteeringTensors::load(model, &a.path).map(|(_, steering)| steering))
+                .map(|a| {
+                    // The evaluation is stored against this version: it must score the version's bytes.
+                    a.read_unchanged().map_err(|reason| {
+                        TrainError::Config(format!("artifact {}: {reason}", a.path.display()))
+                    })?;
+                    SteeringTensors::load(model, &a.path).map(|(_, steering)| steering)
+                })
                 .transpose()
         };
     let steering = match (load(&bundle.policy_prefix)?, load(&bundle.tone_soft_prompt)?) {

@@ -46,6 +46,26 @@ pub struct ArtifactRef {
     pub name: String,
     pub path: PathBuf,
     pub base_model_fingerprint: String,
+    /// sha256 of the file's bytes when the bundle version was read: a version is immutable, so a file
+    /// edited in place afterwards is refused rather than served under the old version number.
+    pub sha256: String,
+}
+
+impl ArtifactRef {
+    /// The file's bytes, when they are still the ones the version was read with.
+    pub fn read_unchanged(&self) -> Result<Vec<u8>, String> {
+        use sha2::{Digest, Sha256};
+        let bytes = std::fs::read(&self.path).map_err(|err| format!("cannot be read: {err}"))?;
+        let sha256 = hex::encode(Sha256::digest(&bytes));
+        if sha256 != self.sha256 {
+            return Err(format!(
+                "changed on disk since the bundle version was read (sha256 {sha256}, the version has {}); \
+                 publish a new version instead of editing an artifact in place",
+                self.sha256
+            ));
+        }
+        Ok(bytes)
+    }
 }
 
 /// One immutable bundle version.
@@ -72,10 +92,33 @@ impl Bundle {
 /// How one request on a bundle version went, for that version's traffic counters (A/B comparison).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Served {
-    pub ok: bool,
+    pub outcome: Outcome,
     /// From receipt to the last event.
     pub latency: std::time::Duration,
     pub time_to_first_token: Option<std::time::Duration>,
+}
+
+/// How a request on a bundle version ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    /// The answer was streamed to the end.
+    Ok,
+    /// Retrieval, the queue or the model failed after the bundle was chosen.
+    Error,
+    /// The client hung up or its deadline passed before the answer ended.
+    Cancelled,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 3] = [Outcome::Ok, Outcome::Error, Outcome::Cancelled];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
 }
 
 /// Resolves a region/brand to the bundle version that serves it (the seam between generation and the
@@ -102,4 +145,29 @@ pub trait BundleRegistry: Send + Sync + std::fmt::Debug {
 
     /// Counts a request served by `bundle` (registries without traffic counters ignore it).
     fn record(&self, _bundle: &Bundle, _served: Served) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::{Digest, Sha256};
+
+    #[test]
+    fn an_artifact_edited_after_the_version_was_read_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tensors.safetensors");
+        std::fs::write(&path, b"trained bytes").unwrap();
+        let artifact = ArtifactRef {
+            name: "tone-soft-prompt".into(),
+            path: path.clone(),
+            base_model_fingerprint: "llama:0".into(),
+            sha256: hex::encode(Sha256::digest(b"trained bytes")),
+        };
+        assert_eq!(artifact.read_unchanged().unwrap(), b"trained bytes");
+        std::fs::write(&path, b"edited in place").unwrap();
+        let err = artifact.read_unchanged().unwrap_err();
+        assert!(err.contains("changed on disk"), "{err}");
+        std::fs::remove_file(&path).unwrap();
+        assert!(artifact.read_unchanged().unwrap_err().contains("cannot be read"));
+    }
 }

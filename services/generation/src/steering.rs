@@ -138,7 +138,8 @@ fn read_artifact(
             ),
         ));
     }
-    let tensors = candle_core::safetensors::load(&artifact.path, &Device::Cpu)
+    let bytes = artifact.read_unchanged().map_err(|reason| misfit(artifact, reason))?;
+    let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
         .map_err(|err| misfit(artifact, format!("is not a readable safetensors file: {err}")))?;
     let mut checked = std::collections::HashMap::new();
     for (name, tensor) in tensors {
