@@ -5,7 +5,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../../.." && pwd)"
 venv="${RUDDER_PYTHON_VENV:-$repo/target/python-venv}"
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import grpc_tools, grpc_reflection, grpc_health" 2>/dev/null; then
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import grpc_tools, grpc_reflection, grpc_health, yaml" 2>/dev/null; then
   python3 -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$here/requirements.txt" \
     || { echo "generate.sh: could not install grpcio from the package registry (see pip's output above)" >&2; exit 1; }

@@ -6,6 +6,9 @@ here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../../.." && pwd)"
 rudder="${RUDDER_BIN:-$repo/target/debug/rudder}"
 python="$(bash "$here/generate.sh" | tail -n 1)"
+# The deployment files (Docker, compose, Kubernetes) against the binary's flags and configuration keys:
+# no container engine or cluster runs here, so this is what keeps them from drifting.
+"$python" "$repo/deploy/check_deploy.py" --rudder "$rudder"
 
 work="$(mktemp -d)"
 server_pid=""
