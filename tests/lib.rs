@@ -66,6 +66,22 @@ impl TestServer {
     }
 }
 
+/// The body of `GET /metrics` on the server's Prometheus endpoint, read over a plain HTTP/1.1
+/// connection as a scraper would.
+pub async fn scrape_metrics(server: &RunningServer) -> anyhow::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = server.metrics_addr().ok_or_else(|| anyhow::anyhow!("server.metrics_listen is not set"))?;
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: rudder\r\nConnection: close\r\n\r\n").await?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await?;
+    let (head, body) =
+        response.split_once("\r\n\r\n").ok_or_else(|| anyhow::anyhow!("not an HTTP response: {response}"))?;
+    anyhow::ensure!(head.starts_with("HTTP/1.1 200"), "{head}");
+    anyhow::ensure!(head.contains("text/plain; version=0.0.4"), "{head}");
+    Ok(body.to_owned())
+}
+
 /// A stopped [`TestServer`]'s data directory, kept for a restart.
 #[derive(Debug)]
 pub struct Stopped {

@@ -11,7 +11,7 @@ use rudder_proto::v1::{
     generation_service_client::GenerationServiceClient, prompt_service_client::PromptServiceClient,
     publish_bundle_request::Message,
 };
-use rudder_tests::{TestServer, workspace_root};
+use rudder_tests::{TestServer, scrape_metrics, workspace_root};
 use tonic::{Code, transport::Channel};
 
 fn uk(version: u32) -> Option<BundleRef> {
@@ -116,7 +116,7 @@ fn soft_prompt(rows: usize, hidden: usize, nan: bool) -> anyhow::Result<Vec<u8>>
 
 #[tokio::test]
 async fn publish_gate_hot_swap_ab_rollback_and_audit_over_grpc() -> anyhow::Result<()> {
-    let server = TestServer::start().await?;
+    let server = TestServer::start_with(|c| c.server.metrics_listen = "127.0.0.1:0".into()).await?;
     let channel = server.channel().await?;
     let mut prompts = PromptServiceClient::new(channel.clone());
     let mut generation = GenerationServiceClient::new(channel);
@@ -237,6 +237,19 @@ async fn publish_gate_hot_swap_ab_rollback_and_audit_over_grpc() -> anyhow::Resu
     assert!(candidate.candidate);
     let traffic = candidate.bundle.and_then(|b| b.traffic).unwrap_or_default();
     assert!(traffic.requests >= 2 && traffic.latency_p50_ms > 0.0, "{traffic:?}");
+    // The same counts, and the A/B split itself, for Prometheus.
+    let metrics = scrape_metrics(&server.server).await?;
+    let uk2 = r#"region="uk",brand="",version="2""#;
+    let answered = traffic.requests - traffic.errors - traffic.cancelled;
+    for expected in [
+        "rudder_bundle_active_version{region=\"uk\",brand=\"\"} 3".to_owned(),
+        format!("rudder_bundle_candidate_traffic_percent{{{uk2}}} 50"),
+        format!("rudder_generate_requests_total{{{uk2},outcome=\"ok\"}} {answered}"),
+        format!("rudder_generate_requests_total{{{uk2},outcome=\"cancelled\"}} {}", traffic.cancelled),
+        format!("rudder_generate_latency_seconds_count{{{uk2}}} {answered}"),
+    ] {
+        assert!(metrics.lines().any(|line| line == expected), "no {expected} in\n{metrics}");
+    }
     let promoted = prompts
         .promote_candidate(PromoteCandidateRequest {
             region: "uk".into(),

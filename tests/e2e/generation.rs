@@ -2,7 +2,7 @@
 
 use rudder_proto::v1::{
     self, GenerateRequest, GetModelInfoRequest, SamplingParams, generate_event::Event,
-    generation_service_client::GenerationServiceClient,
+    generation_service_client::GenerationServiceClient, prompt_service_client::PromptServiceClient,
 };
 use rudder_tests::TestServer;
 use tonic::Code;
@@ -191,5 +191,11 @@ async fn a_client_that_hangs_up_mid_stream_frees_the_worker() -> anyhow::Result<
         .await??;
     assert!(next.into_inner().stats.is_some_and(|s| s.output_tokens > 0));
     eprintln!("next request served {:?} after the hang-up", started.elapsed());
+    // The bundle version's traffic tells the abandoned request from the answered one.
+    let mut prompts = PromptServiceClient::new(server.channel().await?);
+    let active = v1::BundleRef { region: "uk".into(), ..Default::default() };
+    let bundle = prompts.get_bundle(v1::GetBundleRequest { r#ref: Some(active) }).await?.into_inner();
+    let traffic = bundle.bundle.and_then(|b| b.traffic).unwrap_or_default();
+    assert_eq!((traffic.requests, traffic.cancelled, traffic.errors), (2, 1, 0), "{traffic:?}");
     server.server.shutdown().await
 }

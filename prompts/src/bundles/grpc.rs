@@ -583,6 +583,7 @@ impl v1::prompt_service_server::PromptService for PromptServiceImpl {
             traffic: Some(v1::TrafficStats {
                 requests: t.requests,
                 errors: t.errors,
+                cancelled: t.cancelled,
                 latency_p50_ms: t.latency_p50_ms,
                 latency_p99_ms: t.latency_p99_ms,
                 time_to_first_token_p50_ms: t.time_to_first_token_p50_ms,

@@ -18,7 +18,7 @@ use std::{
     sync::{Arc, Mutex, RwLock},
 };
 
-use rudder_core::{Bundle, BundleKey, BundleRegistry, ServiceError, bundle::Served};
+use rudder_core::{Bundle, BundleKey, BundleRegistry, ServiceError, bundle::Served, metrics::Exposition};
 use sha2::{Digest, Sha256};
 
 use super::{
@@ -26,7 +26,7 @@ use super::{
     file::{self, BundleFileError, VersionOnDisk},
     gate::{self, EvalRecord, EvalStore, GateCheck},
     state::{Activation, Candidate, State, state_path},
-    traffic::{Traffic, TrafficSummary},
+    traffic::{Traffic, TrafficSummary, version_labels},
 };
 
 /// Where the registry reads and writes.
@@ -147,6 +147,41 @@ impl Registry {
             .collect()
     }
 
+    /// The Prometheus families of the bundles: which version is active, what share an A/B candidate
+    /// gets, and each version's requests and latencies.
+    pub fn export_metrics(&self, out: &mut Exposition) {
+        let bundles = self.list(None);
+        out.family(
+            "rudder_bundle_active_version",
+            "gauge",
+            "The version serving a region/brand (0: none active yet).",
+        );
+        for b in &bundles {
+            let brand = b.key.brand.as_deref().unwrap_or("");
+            out.sample(
+                "rudder_bundle_active_version",
+                &[("region", b.key.region.as_str()), ("brand", brand)],
+                f64::from(b.active),
+            );
+        }
+        out.family(
+            "rudder_bundle_candidate_traffic_percent",
+            "gauge",
+            "Share of conversations routed to an A/B candidate version (absent: no candidate).",
+        );
+        for b in &bundles {
+            if let Some(candidate) = &b.candidate {
+                let version = candidate.version.to_string();
+                out.sample(
+                    "rudder_bundle_candidate_traffic_percent",
+                    &version_labels(&b.key, &version, None),
+                    f64::from(candidate.percent),
+                );
+            }
+        }
+        self.traffic.export(out);
+    }
+
     pub fn summary(&self, key: &BundleKey) -> Result<BundleSummary, ServiceError> {
         let found = self.list(Some(&key.region)).into_iter().find(|s| &s.key == key);
         found.ok_or_else(|| unknown_key(&self.read(), key))
@@ -164,7 +199,7 @@ impl Registry {
         let number = version.bundle.version;
         Ok(VersionView {
             evaluation: self.fresh_evaluation(&version),
-            traffic: self.traffic.summary(&version.bundle.id()),
+            traffic: self.traffic.summary(&version.bundle.key, number),
             active: activation.active == number,
             candidate: activation.candidate.is_some_and(|c| c.version == number),
             version,
@@ -583,7 +618,7 @@ impl BundleRegistry for Registry {
     }
 
     fn record(&self, bundle: &Bundle, served: Served) {
-        self.traffic.record(&bundle.id(), served);
+        self.traffic.record(&bundle.key, bundle.version, served);
     }
 }
 

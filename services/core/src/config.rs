@@ -67,6 +67,8 @@ pub struct ServerConfig {
     pub shutdown_grace_secs: u64,
     /// The services this process serves (all three: the all-in-one server).
     pub services: Vec<ServiceRole>,
+    /// Address of the Prometheus endpoint (`GET /metrics`, plain HTTP); empty: no endpoint.
+    pub metrics_listen: String,
 }
 
 /// A service a process may serve; split deployments run one (or two) per process.

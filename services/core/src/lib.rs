@@ -7,6 +7,7 @@ pub mod config;
 pub mod embedding;
 pub mod error;
 pub mod jsonl;
+pub mod metrics;
 pub mod models;
 pub mod passage;
 pub mod secret;

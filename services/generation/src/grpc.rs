@@ -7,7 +7,7 @@ use std::{sync::Arc, time::Instant};
 
 use rudder_core::{
     Bundle, BundleKey, BundleRegistry, ServiceError,
-    bundle::Served,
+    bundle::{Outcome, Served},
     passage::{PassageQuery, PassageSource, cited},
 };
 use rudder_llm::{Message, Role};
@@ -50,7 +50,8 @@ impl GenerationServiceImpl {
         &self.engine
     }
 
-    /// Validation, bundle, passages, queueing: everything before the first token.
+    /// Validation, bundle, passages, queueing: everything before the first token. From the moment the
+    /// bundle version is chosen, the request counts in that version's traffic, whatever happens next.
     async fn start(
         &self,
         request: v1::GenerateRequest,
@@ -62,7 +63,48 @@ impl GenerationServiceImpl {
         let conversation =
             if valid.conversation_id.is_empty() { &valid.request_id } else { &valid.conversation_id };
         let bundle = self.bundles.route(&key, valid.bundle_version, conversation)?;
-        let params = valid.sampling(&bundle);
+        let mut ledger = Ledger {
+            bundles: Arc::clone(&self.bundles),
+            feedback: Arc::clone(&self.feedback),
+            bundle: Arc::clone(&bundle),
+            received_at,
+            served: ServedAnswer {
+                request_id: valid.request_id.clone(),
+                conversation_id: valid.conversation_id.clone(),
+                region: valid.region.clone(),
+                brand: valid.brand.clone(),
+                bundle_version: bundle.version,
+                history: valid
+                    .history
+                    .iter()
+                    .map(|m| Turn { role: m.role.as_str().to_owned(), content: m.content.clone() })
+                    .collect(),
+                question: valid.question.clone(),
+                passages: Vec::new(),
+                answer: String::new(),
+            },
+            recorded: false,
+        };
+        match self.retrieve_and_queue(&valid, &bundle, received_at).await {
+            Ok((retrieval_ms, retrieval_skipped, receiver)) => Ok((
+                Started { request_id: valid.request_id, bundle, retrieval_ms, retrieval_skipped, ledger },
+                receiver,
+            )),
+            Err(err) => {
+                ledger.record(Outcome::Error, None);
+                Err(err)
+            }
+        }
+    }
+
+    /// The passages (the client's, or retrieval's) and the job queued on the model worker; also the
+    /// retrieval time and whether retrieval was skipped because it was unavailable.
+    async fn retrieve_and_queue(
+        &self,
+        valid: &ValidGenerate,
+        bundle: &Arc<Bundle>,
+        received_at: Instant,
+    ) -> Result<(u64, bool, mpsc::Receiver<EngineEvent>), ServiceError> {
         let retrieval_started = Instant::now();
         let (passages, retrieval_skipped) = if !valid.passages.is_empty() {
             (valid.passages.clone(), false)
@@ -87,45 +129,21 @@ impl GenerationServiceImpl {
         let retrieval_ms = retrieval_started.elapsed().as_millis() as u64;
         let (events, receiver) = mpsc::channel(64);
         let job = GenerationJob {
-            bundle: Arc::clone(&bundle),
+            bundle: Arc::clone(bundle),
             passages,
             history: valid.history.clone(),
             question: valid.question.clone(),
-            params,
+            params: valid.sampling(bundle),
             received_at,
             events,
         };
         self.engine.submit(job).map_err(ServiceError::from)?;
-        let served = ServedAnswer {
-            request_id: valid.request_id.clone(),
-            conversation_id: valid.conversation_id.clone(),
-            region: valid.region.clone(),
-            brand: valid.brand.clone(),
-            bundle_version: bundle.version,
-            history: valid
-                .history
-                .iter()
-                .map(|m| Turn { role: m.role.as_str().to_owned(), content: m.content.clone() })
-                .collect(),
-            question: valid.question.clone(),
-            passages: Vec::new(),
-            answer: String::new(),
-        };
-        let ledger = Ledger {
-            bundles: Arc::clone(&self.bundles),
-            feedback: Arc::clone(&self.feedback),
-            received_at,
-            served,
-        };
-        Ok((
-            Started { request_id: valid.request_id, bundle, retrieval_ms, retrieval_skipped, ledger },
-            receiver,
-        ))
+        Ok((retrieval_ms, retrieval_skipped, receiver))
     }
 }
 
 /// Known before the first token, reported in the events.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Started {
     request_id: String,
     bundle: Arc<Bundle>,
@@ -134,27 +152,22 @@ struct Started {
     ledger: Ledger,
 }
 
-/// Where a finished request is written down: the bundle version's traffic counters, and the answers
-/// remembered for feedback.
-#[derive(Debug, Clone)]
+/// Where a request on a bundle version is written down, exactly once: the version's traffic counters
+/// (by outcome) and, for a finished answer, the answers remembered for feedback. A ledger dropped
+/// before anything was recorded belongs to a request the client abandoned (hung up, deadline passed).
+#[derive(Debug)]
 struct Ledger {
     bundles: Arc<dyn BundleRegistry>,
     feedback: Arc<FeedbackBook>,
+    bundle: Arc<Bundle>,
     received_at: Instant,
     served: ServedAnswer,
+    recorded: bool,
 }
 
 impl Ledger {
-    fn finished(
-        &self,
-        bundle: &Bundle,
-        passages: &[rudder_core::Passage],
-        answer: &str,
-        ttft: std::time::Duration,
-    ) {
-        let served =
-            Served { ok: true, latency: self.received_at.elapsed(), time_to_first_token: Some(ttft) };
-        self.bundles.record(bundle, served);
+    fn finished(&mut self, passages: &[rudder_core::Passage], answer: &str, ttft: std::time::Duration) {
+        self.record(Outcome::Ok, Some(ttft));
         self.feedback.remember(ServedAnswer {
             passages: passages.to_vec(),
             answer: answer.to_owned(),
@@ -162,9 +175,18 @@ impl Ledger {
         });
     }
 
-    fn failed(&self, bundle: &Bundle) {
-        let served = Served { ok: false, latency: self.received_at.elapsed(), time_to_first_token: None };
-        self.bundles.record(bundle, served);
+    fn record(&mut self, outcome: Outcome, time_to_first_token: Option<std::time::Duration>) {
+        if std::mem::replace(&mut self.recorded, true) {
+            return;
+        }
+        let served = Served { outcome, latency: self.received_at.elapsed(), time_to_first_token };
+        self.bundles.record(&self.bundle, served);
+    }
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        self.record(Outcome::Cancelled, None);
     }
 }
 
@@ -397,12 +419,7 @@ impl EventMapper {
                 decode_tokens_per_second,
                 finish_reason: reason,
             } => {
-                self.started.ledger.finished(
-                    &self.started.bundle,
-                    &self.passages,
-                    &answer,
-                    time_to_first_token,
-                );
+                self.started.ledger.finished(&self.passages, &answer, time_to_first_token);
                 let citations = cited(&answer, &self.passages).iter().map(Into::into).collect();
                 vec![
                     wrap(Event::Citations(v1::CitationsEvent { citations })),
@@ -422,7 +439,7 @@ impl EventMapper {
                 ]
             }
             EngineEvent::Failed(err) => {
-                self.started.ledger.failed(&self.started.bundle);
+                self.started.ledger.record(Outcome::Error, None);
                 return Err(status(ServiceError::from(err.as_ref())));
             }
         })
@@ -458,6 +475,7 @@ impl v1::generation_service_server::GenerationService for GenerationServiceImpl 
             }
             // The worker dropped the job without finishing it: say so instead of ending the stream
             // as if it were complete (a client would otherwise wait for stats that never come).
+            mapper.started.ledger.record(Outcome::Error, None);
             let _ = out
                 .send(Err(status(ServiceError::Internal(
                     "the model worker ended the request without finishing it".into(),
@@ -491,6 +509,7 @@ impl v1::generation_service_server::GenerationService for GenerationServiceImpl 
                 }
             }
         }
+        mapper.started.ledger.record(Outcome::Error, None);
         Err(status(ServiceError::Internal("the model worker ended the request without finishing it".into())))
     }
 

@@ -41,6 +41,7 @@ pub struct RunningServer {
     store: Option<Arc<dyn VectorStore>>,
     grace: Duration,
     watcher: Option<JoinHandle<()>>,
+    metrics: Option<(SocketAddr, JoinHandle<()>)>,
 }
 
 impl RunningServer {
@@ -83,6 +84,7 @@ impl RunningServer {
             .add_service(reflection().build_v1alpha()?);
         let mut served = vec![""];
         let mut watcher = None;
+        let mut metrics_sources = crate::metrics::MetricsSources::default();
         if let (true, Some((store, embedder))) = (serves(ServiceRole::Ingest), &store) {
             router = router.add_service(IngestServiceServer::new(IngestServiceImpl::new(
                 Arc::clone(store),
@@ -105,7 +107,9 @@ impl RunningServer {
                 (Some(retriever), false) => Arc::new(retriever.clone()),
                 (None, false) => Arc::new(NoRetrieval),
             };
-            let (generation, prompts, watching) = generation_and_prompts(config, &files, passages).await?;
+            let (generation, prompts, watching, registry) =
+                generation_and_prompts(config, &files, passages).await?;
+            metrics_sources.bundles = Some(registry);
             router = router
                 .add_service(GenerationServiceServer::new(generation))
                 .add_service(PromptServiceServer::new(prompts));
@@ -116,6 +120,10 @@ impl RunningServer {
             anyhow::anyhow!("cannot listen on {} (server.listen): {err}", config.server.listen)
         })?;
         let addr = listener.local_addr()?;
+        let metrics = match config.server.metrics_listen.trim() {
+            "" => None,
+            listen => Some(crate::metrics::serve(listen, metrics_sources).await?),
+        };
         for service in &served {
             health.set_service_status(*service, ServingStatus::Serving).await;
         }
@@ -137,12 +145,18 @@ impl RunningServer {
             store: store.map(|(store, _)| store),
             grace: Duration::from_secs(config.server.shutdown_grace_secs),
             watcher,
+            metrics,
         })
     }
 
     /// The bound address (the real port when `server.listen` asked for port 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The bound address of the Prometheus endpoint, when `server.metrics_listen` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(addr, _)| *addr)
     }
 
     /// Reports NOT_SERVING, stops accepting connections and lets in-flight requests finish within the
@@ -153,6 +167,9 @@ impl RunningServer {
         }
         if let Some(watcher) = &self.watcher {
             watcher.abort();
+        }
+        if let Some((_, metrics)) = &self.metrics {
+            metrics.abort();
         }
         let _ = self.stop.send(());
         match tokio::time::timeout(self.grace, self.serving).await {
@@ -212,12 +229,12 @@ pub async fn open_store(
 }
 
 /// The model worker, the bundle registry, and the two services built on them (generation, prompts);
-/// also the task watching bundle files, when configured.
+/// also the task watching bundle files, when configured, and the registry itself (for the metrics).
 async fn generation_and_prompts(
     config: &Config,
     files: &ModelFiles,
     retrieval: Arc<dyn PassageSource>,
-) -> anyhow::Result<(GenerationServiceImpl, PromptServiceImpl, Option<JoinHandle<()>>)> {
+) -> anyhow::Result<(GenerationServiceImpl, PromptServiceImpl, Option<JoinHandle<()>>, Arc<Registry>)> {
     let model_path = if config.generation.model.as_os_str().is_empty() {
         files.path(ModelFiles::LLM_GGUF)
     } else {
@@ -274,8 +291,9 @@ async fn generation_and_prompts(
     let watcher = (prompts.watch_interval_secs > 0).then(|| {
         tokio::spawn(watch(Arc::clone(&registry), Duration::from_secs(prompts.watch_interval_secs)))
     });
-    let generation = GenerationServiceImpl::new(engine, registry, retrieval, Arc::new(feedback));
-    Ok((generation, prompt_service, watcher))
+    let generation =
+        GenerationServiceImpl::new(engine, Arc::clone(&registry) as _, retrieval, Arc::new(feedback));
+    Ok((generation, prompt_service, watcher, registry))
 }
 
 /// Resolves when the process receives SIGINT (Ctrl-C) or SIGTERM.

@@ -10,6 +10,7 @@ pub mod grpc;
 pub mod ingest_cmd;
 pub mod layered_config;
 pub mod logging;
+pub mod metrics;
 pub mod preflight;
 pub mod progress;
 pub mod prompts_cmd;
