@@ -27,6 +27,9 @@ pub struct StoredDocument {
     /// Chunks of the current version.
     pub chunk_count: u32,
     pub content_sha256: String,
+    /// When the current version was ingested (RFC 3339, as its chunks carry it); None when no version
+    /// is current, or for a version stored before ingestion times were recorded.
+    pub ingested_at: Option<String>,
 }
 
 /// Which documents to list, and where the page starts.
@@ -111,6 +114,8 @@ fn describe(store: &dyn VectorStore, summary: DocumentSummary) -> Result<StoredD
         None => None,
     };
     let current = versions.iter().find(|v| v.current);
+    // With a version current, `first` is one of its chunks.
+    let ingested_at = current.and_then(|_| first.as_ref()?.ingested_at.clone());
     Ok(StoredDocument {
         title: first.as_ref().map_or(title, |c| c.title.clone()),
         source: first.as_ref().map(|c| c.source.clone()).unwrap_or_default(),
@@ -121,6 +126,7 @@ fn describe(store: &dyn VectorStore, summary: DocumentSummary) -> Result<StoredD
         current_version: current.map(|v| v.version.clone()).unwrap_or_default(),
         chunk_count: current.map_or(0, |v| u32::try_from(v.chunks).unwrap_or(u32::MAX)),
         content_sha256: current.map(|v| v.content_sha256.clone()).unwrap_or_default(),
+        ingested_at,
         versions: versions.into_iter().map(|v| v.version).collect(),
         doc_id,
     })

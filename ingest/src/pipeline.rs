@@ -1,14 +1,22 @@
-//! The ingest pipeline: one uploaded document into the store, safely. It owns the limits, the
-//! decision between INGESTED, REPLACED, UNCHANGED and FAILED, and the versioned switch-over: the new
-//! version is written not current, flushed, made current, and only then are older versions deleted,
-//! so a reader filtering on the current version always sees exactly one version. A document that fails
-//! leaves the store as it was (a half-written new version is removed). Blocking: call it from
-//! `spawn_blocking` or a dedicated thread.
+//! The ingest pipeline: uploaded documents into the store, safely, with the embedding model kept
+//! busy. It owns the limits, the decision between INGESTED, REPLACED, UNCHANGED and FAILED, and the
+//! versioned switch-over: the new version is written not current, flushed, made current, and only
+//! then are older versions deleted, so a reader filtering on the current version always sees exactly
+//! one version. A document that fails leaves the store as it was (a half-written new version is
+//! removed).
+//!
+//! A document goes through three stages: *plan* (checks, loading, metadata, reading its stored
+//! versions, the decision, chunking), *embed* (the model: most of the time) and *write* (the
+//! switch-over: store I/O, indexing, flushes). [`Pipeline::ingest_each`] runs them on three threads
+//! joined by bounded queues, so the store work of one document overlaps the embedding of another; a
+//! claim on the doc_id (see `claims`) keeps one document's decide-then-write from interleaving
+//! with another ingest of it. Blocking: call it from `spawn_blocking` or a dedicated thread.
 
 use crate::{
     chunker::{self, ChunkerOptions},
+    claims::{Claim, DocClaims},
     error::IngestError,
-    loaders::{self, MediaType},
+    loaders::{self, LoadedDocument, MediaType},
     metadata::{self, DocumentMetadata, PartialMetadata, ResolveContext},
 };
 use rudder_core::{
@@ -17,7 +25,7 @@ use rudder_core::{
 };
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, mpsc};
 
 /// Per-document and per-stream limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -99,20 +107,77 @@ pub struct DocumentReport {
     pub result: Result<Ingested, ServiceError>,
 }
 
+/// How many documents may wait between two stages of [`Pipeline::ingest_each`]: one is enough to
+/// keep the embedding model from waiting on planning or writing, and bounds memory to a handful of
+/// documents in flight.
+const STAGE_QUEUE: usize = 1;
+
 /// Loads, chunks, embeds and stores documents.
 #[derive(Debug)]
 pub struct Pipeline {
     store: Arc<dyn VectorStore>,
     embedder: Arc<dyn Embedder>,
     options: IngestOptions,
-    /// Decide-then-write must not interleave for one document; one writer at a time keeps that simple
-    /// (the embedding model, the slow part, uses every core anyway).
-    writes: Mutex<()>,
+    /// Decide-then-write must not interleave for one document: its doc_id is claimed from reading
+    /// its stored versions until its write is done. Other documents go on meanwhile.
+    claims: Arc<DocClaims>,
 }
+
+/// A document between stages: finished (failed, nothing to write, or failed before the pipeline),
+/// or with work left.
+#[derive(Debug)]
+enum Step<T> {
+    Done(DocumentReport),
+    Next(T),
+}
+
+/// A document that must be written, with its claim on the doc_id until the write is done.
+#[derive(Debug)]
+struct Job {
+    claim: Claim,
+    file_name: String,
+    meta: DocumentMetadata,
+    content_sha256: String,
+    /// The version current before this ingest, if any: it stays if the write fails.
+    previous: Option<VersionSummary>,
+}
+
+/// Planned: the chunks to embed.
+#[derive(Debug)]
+struct Chunked {
+    job: Job,
+    chunks: Vec<chunker::Chunk>,
+}
+
+/// Embedded: the points to write, not yet current.
+#[derive(Debug)]
+struct Embedded {
+    job: Job,
+    points: Vec<ChunkPoint>,
+}
+
+/// A document loaded and its metadata resolved: everything that needs no store.
+struct Prepared {
+    loaded: LoadedDocument,
+    meta: DocumentMetadata,
+    content_sha256: String,
+}
+
+/// What planning decided.
+enum Plan {
+    /// A current version already holds this content: reported without writing.
+    AlreadyStored(Ingested),
+    Write(Box<Chunked>),
+}
+
+/// A document planned and embedded whose store write is still to do ([`Pipeline::commit`]): how an
+/// upload stream writes one document while it receives and embeds the next.
+#[derive(Debug)]
+pub(crate) struct Staged(Step<Box<Embedded>>);
 
 impl Pipeline {
     pub fn new(store: Arc<dyn VectorStore>, embedder: Arc<dyn Embedder>, options: IngestOptions) -> Self {
-        Self { store, embedder, options, writes: Mutex::new(()) }
+        Self { store, embedder, options, claims: Arc::default() }
     }
 
     pub fn options(&self) -> &IngestOptions {
@@ -125,25 +190,147 @@ impl Pipeline {
 
     /// Ingests one document; never panics on its content, and failures are reported, not returned.
     pub fn ingest(&self, document: SourceDocument) -> DocumentReport {
+        self.commit(self.stage(document))
+    }
+
+    /// Ingests each document in turn, as [`Self::ingest_each`] does; a failure never stops the rest.
+    /// The reports are in input order.
+    pub fn ingest_all<I>(&self, documents: I) -> Vec<DocumentReport>
+    where
+        I: IntoIterator<Item = SourceDocument>,
+        I::IntoIter: Send,
+    {
+        let mut reports = Vec::new();
+        self.ingest_each(documents.into_iter().map(Ok::<SourceDocument, DocumentReport>), |report| {
+            reports.push(report);
+        });
+        reports
+    }
+
+    /// Ingests documents with the embedding model kept busy: while one document is embedded (on the
+    /// calling thread), the next is planned (loaded, checked against the store, chunked) on a
+    /// second thread and the one before is written (the switch-over: store I/O, indexing, flushes)
+    /// on a third. Each document's outcome is what [`Self::ingest`] would give it, one after the
+    /// other, and a failure never stops the rest. `on_report` gets each report as that document is
+    /// done, in input order (on the writing thread). An `Err` entry is a document that failed before
+    /// it got here (an unreadable file): it is reported in its place.
+    pub fn ingest_each<I>(&self, documents: I, mut on_report: impl FnMut(DocumentReport) + Send)
+    where
+        I: IntoIterator<Item = Result<SourceDocument, DocumentReport>>,
+        I::IntoIter: Send,
+    {
+        let documents = documents.into_iter();
+        let span = tracing::Span::current();
+        std::thread::scope(|scope| {
+            let (to_embed, planned) = mpsc::sync_channel::<Step<Box<Chunked>>>(STAGE_QUEUE);
+            let (to_write, embedded) = mpsc::sync_channel::<Step<Box<Embedded>>>(STAGE_QUEUE);
+            let plan_span = span.clone();
+            let _planner = scope.spawn(move || {
+                plan_span.in_scope(|| {
+                    for document in documents {
+                        let step = match document {
+                            Ok(document) => self.plan(document),
+                            Err(report) => Step::Done(report),
+                        };
+                        // The queue closes only if the embedding stage stopped (it panicked).
+                        if to_embed.send(step).is_err() {
+                            break;
+                        }
+                    }
+                });
+            });
+            let write_span = span.clone();
+            let _writer = scope.spawn(move || {
+                write_span.in_scope(|| {
+                    for step in embedded {
+                        on_report(self.write(step));
+                    }
+                });
+            });
+            // Dropping `to_write` after the last document ends the writer's loop; the scope then
+            // waits for both threads (and passes on a panic of either).
+            for step in planned {
+                if to_write.send(self.embed(step)).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    /// Plans and embeds a document, leaving its store write for [`Self::commit`].
+    pub(crate) fn stage(&self, document: SourceDocument) -> Staged {
+        Staged(self.embed(self.plan(document)))
+    }
+
+    /// Writes a staged document (if it has anything to write) and reports it.
+    pub(crate) fn commit(&self, staged: Staged) -> DocumentReport {
+        self.write(staged.0)
+    }
+
+    /// Stage one: checks, loading, metadata, the stored versions and the decision, then chunking.
+    fn plan(&self, document: SourceDocument) -> Step<Box<Chunked>> {
         let file_name = document.file_name.clone();
         let mut doc_id = provisional_doc_id(&document);
-        let result = self.ingest_inner(document, &mut doc_id).map_err(|err| {
-            tracing::info!(%doc_id, %file_name, error = %err, "document failed");
-            ServiceError::from(err)
-        });
-        DocumentReport { doc_id, file_name, result }
+        match self.plan_document(document, &mut doc_id) {
+            Ok(Plan::AlreadyStored(ingested)) => {
+                Step::Done(DocumentReport { doc_id, file_name, result: Ok(ingested) })
+            }
+            Ok(Plan::Write(chunked)) => Step::Next(chunked),
+            Err(err) => Step::Done(failed(doc_id, file_name, err)),
+        }
     }
 
-    /// Ingests each document in turn; a failure never stops the rest.
-    pub fn ingest_all(&self, documents: impl IntoIterator<Item = SourceDocument>) -> Vec<DocumentReport> {
-        documents.into_iter().map(|document| self.ingest(document)).collect()
+    /// Stage two: the chunks through the embedding model, into points that are not yet current.
+    fn embed(&self, step: Step<Box<Chunked>>) -> Step<Box<Embedded>> {
+        let Chunked { job, chunks } = match step {
+            Step::Done(report) => return Step::Done(report),
+            Step::Next(chunked) => *chunked,
+        };
+        match self.points(&job.meta, &job.content_sha256, chunks) {
+            Ok(points) => Step::Next(Box::new(Embedded { job, points })),
+            // Nothing was written; dropping the job releases its claim.
+            Err(err) => Step::Done(failed(job.meta.doc_id, job.file_name, err)),
+        }
     }
 
-    fn ingest_inner(
-        &self,
-        document: SourceDocument,
-        doc_id_out: &mut String,
-    ) -> Result<Ingested, IngestError> {
+    /// Stage three: the versioned switch-over, and the document's report.
+    fn write(&self, step: Step<Box<Embedded>>) -> DocumentReport {
+        let Embedded { job, points } = match step {
+            Step::Done(report) => return report,
+            Step::Next(embedded) => *embedded,
+        };
+        // The claim is held to the end of this function: the next ingest of this doc_id must read
+        // what this write leaves behind.
+        let Job { claim: _claim, file_name, meta, content_sha256: _, previous } = job;
+        match self.write_version(&meta, &points, previous) {
+            Ok(ingested) => DocumentReport { doc_id: meta.doc_id, file_name, result: Ok(ingested) },
+            Err(err) => failed(meta.doc_id, file_name, err),
+        }
+    }
+
+    fn plan_document(&self, document: SourceDocument, doc_id_out: &mut String) -> Result<Plan, IngestError> {
+        let file_name = document.file_name.clone();
+        let Prepared { loaded, meta, content_sha256 } = self.prepare(document, doc_id_out)?;
+        // Held from reading the stored versions until the write is done (or the document fails).
+        let claim = self.claims.claim(&meta.doc_id);
+        self.store.ensure_collection()?;
+        let stored = self.store.document_summary(&meta.doc_id)?;
+        let versions = stored.map(|d| d.versions).unwrap_or_default();
+        if let Some(ingested) = self.already_stored(&versions, &meta, &content_sha256)? {
+            return Ok(Plan::AlreadyStored(ingested));
+        }
+        check_version_free(&versions, &meta, &content_sha256)?;
+        let previous = versions.iter().find(|v| v.current).cloned();
+        let chunked = chunker::chunk(&loaded, self.embedder.as_ref(), &self.options.chunking)?;
+        Ok(Plan::Write(Box::new(Chunked {
+            job: Job { claim, file_name, meta, content_sha256, previous },
+            chunks: chunked.chunks,
+        })))
+    }
+
+    /// The checks that need no store (size, checksum), loading, and the resolved metadata.
+    /// `doc_id_out` follows the best doc_id known so far, for the report of a failure.
+    fn prepare(&self, document: SourceDocument, doc_id_out: &mut String) -> Result<Prepared, IngestError> {
         let SourceDocument { file_name, media_type, metadata, sidecar, content, expected_sha256 } = document;
         let limit = self.options.limits.max_document_bytes;
         if content.len() as u64 > limit {
@@ -180,48 +367,38 @@ impl Pipeline {
             },
         )?;
         doc_id_out.clone_from(&meta.doc_id);
+        Ok(Prepared { loaded, meta, content_sha256 })
+    }
 
-        let _writes = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
-        self.store.ensure_collection()?;
-        let stored = self.store.document_summary(&meta.doc_id)?;
-        let versions = stored.map(|d| d.versions).unwrap_or_default();
+    /// The outcome without a write when a current version already holds this content (with the
+    /// version asked for, if one was given); None when the document must be written.
+    fn already_stored(
+        &self,
+        versions: &[VersionSummary],
+        meta: &DocumentMetadata,
+        content_sha256: &str,
+    ) -> Result<Option<Ingested>, IngestError> {
         let currents: Vec<&VersionSummary> = versions.iter().filter(|v| v.current).collect();
         let same = currents.iter().find(|v| {
             v.content_sha256 == content_sha256 && (!meta.version_given || v.version == meta.version)
         });
-        if let Some(same) = same {
-            // More than one version stored means an earlier ingest was interrupted (killed between
-            // its steps): finish its switch-over so readers see this version alone.
-            if versions.len() > 1 {
-                self.finish_switch_over(&meta.doc_id, &same.version)?;
-            }
-            let other_current = currents.iter().find(|v| v.version != same.version);
-            return Ok(Ingested {
-                outcome: match other_current {
-                    Some(other) => Outcome::Replaced { previous_version: other.version.clone() },
-                    None => Outcome::Unchanged,
-                },
-                version: same.version.clone(),
-                chunk_count: u32::try_from(same.chunks).unwrap_or(u32::MAX),
-            });
-        }
-        let current = currents.first().map(|v| (*v).clone());
-        check_version_free(&versions, &meta, &content_sha256)?;
-
-        let chunked = chunker::chunk(&loaded, self.embedder.as_ref(), &self.options.chunking)?;
-        let points = self.points(&meta, &content_sha256, chunked.chunks)?;
-        let chunk_count = u32::try_from(points.len()).map_err(|_| {
-            IngestError::invalid("content", "the document makes more chunks than can be counted")
-        })?;
-        self.switch_over(&meta, &points, current.as_ref())?;
-        let outcome = match current {
-            Some(previous) if previous.version != meta.version => {
-                Outcome::Replaced { previous_version: previous.version }
-            }
-            _ => Outcome::Ingested,
+        let Some(same) = same else {
+            return Ok(None);
         };
-        tracing::info!(doc_id = %meta.doc_id, version = %meta.version, chunks = chunk_count, ?outcome, "document ingested");
-        Ok(Ingested { outcome, version: meta.version, chunk_count })
+        // More than one version stored means an earlier ingest was interrupted (killed between
+        // its steps): finish its switch-over so readers see this version alone.
+        if versions.len() > 1 {
+            self.finish_switch_over(&meta.doc_id, &same.version)?;
+        }
+        let other_current = currents.iter().find(|v| v.version != same.version);
+        Ok(Some(Ingested {
+            outcome: match other_current {
+                Some(other) => Outcome::Replaced { previous_version: other.version.clone() },
+                None => Outcome::Unchanged,
+            },
+            version: same.version.clone(),
+            chunk_count: u32::try_from(same.chunks).unwrap_or(u32::MAX),
+        }))
     }
 
     /// Embeds the chunks (in batches) and builds their points, not yet current.
@@ -231,6 +408,8 @@ impl Pipeline {
         content_sha256: &str,
         chunks: Vec<chunker::Chunk>,
     ) -> Result<Vec<ChunkPoint>, IngestError> {
+        // One time for the whole version, shown by GetDocument and ListDocuments.
+        let ingested_at = rudder_core::time::now_rfc3339();
         let mut points = Vec::with_capacity(chunks.len());
         let batch_size = self.options.embed_batch_size.max(1);
         let mut chunks = chunks.into_iter().peekable();
@@ -266,12 +445,34 @@ impl Pipeline {
                         char_end: chunk.char_end,
                         chunk_index,
                         content_sha256: content_sha256.to_owned(),
+                        ingested_at: Some(ingested_at.clone()),
                     },
                     current: false,
                 });
             }
         }
         Ok(points)
+    }
+
+    /// Writes a new version over `previous` and says what that was.
+    fn write_version(
+        &self,
+        meta: &DocumentMetadata,
+        points: &[ChunkPoint],
+        previous: Option<VersionSummary>,
+    ) -> Result<Ingested, IngestError> {
+        let chunk_count = u32::try_from(points.len()).map_err(|_| {
+            IngestError::invalid("content", "the document makes more chunks than can be counted")
+        })?;
+        self.switch_over(meta, points, previous.as_ref())?;
+        let outcome = match previous {
+            Some(previous) if previous.version != meta.version => {
+                Outcome::Replaced { previous_version: previous.version }
+            }
+            _ => Outcome::Ingested,
+        };
+        tracing::info!(doc_id = %meta.doc_id, version = %meta.version, chunks = chunk_count, ?outcome, "document ingested");
+        Ok(Ingested { outcome, version: meta.version.clone(), chunk_count })
     }
 
     /// Makes `version` the only current version and removes every other one.
@@ -318,6 +519,12 @@ impl Pipeline {
         }
         Ok(())
     }
+}
+
+/// The report of a failed document, logged.
+fn failed(doc_id: String, file_name: String, err: IngestError) -> DocumentReport {
+    tracing::info!(%doc_id, %file_name, error = %err, "document failed");
+    DocumentReport { doc_id, file_name, result: Err(ServiceError::from(err)) }
 }
 
 /// A version label names one content: reusing it for other content would mix two documents' chunks.

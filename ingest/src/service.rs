@@ -2,17 +2,19 @@
 //! upload stream's protocol (start, data, end; order and count limits; per-document state in
 //! [`upload`]), the proto <-> domain
 //! conversions (proto messages destructured completely, so a new field breaks the build here), moving
-//! blocking work onto `spawn_blocking`, and the one mapping from [`ServiceError`] to `tonic::Status`.
+//! blocking work onto `spawn_blocking` (a document's store write runs behind the stream while the
+//! next document is received and embedded), and the one mapping from [`ServiceError`] to
+//! `tonic::Status`.
 
 use crate::{
     catalog::{self, ListQuery, StoredDocument},
     error::IngestError,
-    pipeline::{DocumentReport, IngestOptions, Outcome, Pipeline},
+    pipeline::{DocumentReport, IngestOptions, Outcome, Pipeline, Staged},
     upload::{self, Finished, OpenDocument, Sidecars},
 };
 use rudder_core::{Embedder, ServiceError, VectorStore, store::ChunkPayload};
 use rudder_proto::{
-    status,
+    status, timestamp,
     v1::{
         self as pb, DeleteDocumentRequest, DeleteDocumentResponse, DocumentData, DocumentInfo, DocumentRef,
         DocumentResult, GetDocumentRequest, GetDocumentResponse, IngestOutcome, IngestRequest,
@@ -65,12 +67,57 @@ impl IngestServiceImpl {
 }
 
 /// The wire response for documents ingested outside an upload stream (`rudder ingest --local`), so
-/// both paths print the same table.
-pub fn response_for(reports: Vec<DocumentReport>, elapsed: std::time::Duration) -> IngestResponse {
-    let mut summary = IngestSummary::default();
+/// both paths print the same table. `bytes_received` counts the documents' content as read, as an
+/// upload stream counts the bytes of its data messages.
+pub fn response_for(
+    reports: Vec<DocumentReport>,
+    bytes_received: u64,
+    elapsed: std::time::Duration,
+) -> IngestResponse {
+    let mut summary = IngestSummary { bytes_received, ..IngestSummary::default() };
     let results = reports.into_iter().map(|report| document_result(report, &mut summary)).collect();
     summary.elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
     IngestResponse { results, summary: Some(summary) }
+}
+
+/// The store write of the last staged document, on the blocking pool while the stream goes on to
+/// receive and embed the next one (the embedding model then does not wait on store I/O). At most one
+/// runs at a time, so memory stays at about two documents, and its report is taken before any later
+/// one is made, so results keep the stream's order. A write left running when the stream fails
+/// still completes; only its report is lost.
+#[derive(Debug, Default)]
+struct WriteBehind {
+    running: Option<(String, tokio::task::JoinHandle<DocumentReport>)>,
+}
+
+impl WriteBehind {
+    /// Waits for the running write, if any, and gives its report.
+    async fn settle(&mut self) -> Option<DocumentReport> {
+        let (file_name, task) = self.running.take()?;
+        Some(task.await.unwrap_or_else(|err| {
+            unfinished(file_name, IngestError::Task(err.to_string()).into())
+        }))
+    }
+
+    /// Settles the running write (giving its report), then starts `staged`'s.
+    async fn start(
+        &mut self,
+        pipeline: &Arc<Pipeline>,
+        staged: Staged,
+        file_name: String,
+    ) -> Option<DocumentReport> {
+        let previous = self.settle().await;
+        let pipeline = Arc::clone(pipeline);
+        let span = tracing::Span::current();
+        let task = tokio::task::spawn_blocking(move || span.in_scope(|| pipeline.commit(staged)));
+        self.running = Some((file_name, task));
+        previous
+    }
+}
+
+/// The report of a document whose blocking task died before it answered.
+fn unfinished(file_name: String, err: ServiceError) -> DocumentReport {
+    DocumentReport { doc_id: String::new(), file_name, result: Err(err) }
 }
 
 fn document_result(report: DocumentReport, summary: &mut IngestSummary) -> DocumentResult {
@@ -122,6 +169,7 @@ fn document_info(document: StoredDocument) -> DocumentInfo {
         versions,
         chunk_count,
         content_sha256,
+        ingested_at,
     } = document;
     DocumentInfo {
         metadata: Some(pb::DocumentMetadata {
@@ -138,8 +186,8 @@ fn document_info(document: StoredDocument) -> DocumentInfo {
         versions,
         chunk_count,
         content_sha256,
-        // The store keeps no ingestion time yet.
-        ingested_at: None,
+        // None for versions stored before ingestion times were recorded.
+        ingested_at: ingested_at.as_deref().and_then(timestamp),
     }
 }
 
@@ -159,6 +207,7 @@ fn passage(chunk: ChunkPayload) -> Passage {
         char_end,
         chunk_index,
         content_sha256: _,
+        ingested_at: _,
     } = chunk;
     Passage {
         document: Some(DocumentRef { doc_id, version }),
@@ -201,6 +250,7 @@ impl IngestService for IngestServiceImpl {
         let mut results = Vec::new();
         let mut summary = IngestSummary::default();
         let mut documents = 0u32;
+        let mut writes = WriteBehind::default();
         while let Some(IngestRequest { message }) = stream.message().await? {
             match message {
                 Some(Message::Start(start)) => {
@@ -238,15 +288,25 @@ impl IngestService for IngestServiceImpl {
                         Finished::Failed(report) => report,
                         Finished::Document(source) => {
                             let file_name = source.file_name.clone();
-                            self.blocking(move |pipeline| Ok(pipeline.ingest(*source))).await.unwrap_or_else(
-                                |status| DocumentReport {
-                                    doc_id: String::new(),
-                                    file_name,
-                                    result: Err(ServiceError::Internal(status.message().to_owned())),
-                                },
-                            )
+                            match self.blocking(move |pipeline| Ok(pipeline.stage(*source))).await {
+                                Ok(staged) => {
+                                    // Written while the stream goes on; the document before it is
+                                    // reported now.
+                                    let previous = writes.start(&self.pipeline, staged, file_name).await;
+                                    if let Some(previous) = previous {
+                                        results.push(document_result(previous, &mut summary));
+                                    }
+                                    continue;
+                                }
+                                Err(status) => {
+                                    unfinished(file_name, ServiceError::Internal(status.message().to_owned()))
+                                }
+                            }
                         }
                     };
+                    if let Some(previous) = writes.settle().await {
+                        results.push(document_result(previous, &mut summary));
+                    }
                     results.push(document_result(report, &mut summary));
                 }
                 None => {
@@ -256,6 +316,9 @@ impl IngestService for IngestServiceImpl {
                     )));
                 }
             }
+        }
+        if let Some(previous) = writes.settle().await {
+            results.push(document_result(previous, &mut summary));
         }
         // A stream that ends inside a document fails that document only.
         if let Some(document) = open {

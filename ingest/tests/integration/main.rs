@@ -1,6 +1,7 @@
 //! rudder-ingest's integration tests, one binary: the loaders on the sample corpus and on broken
 //! input, the chunker against the real all-MiniLM-L6-v2 tokenizer, the pipeline into a real
-//! qdrant-edge store in a temporary directory, and IngestService over real tonic on 127.0.0.1:0.
+//! qdrant-edge store in a temporary directory (also as `rudder ingest --local` runs it), and
+//! IngestService over real tonic on 127.0.0.1:0.
 //! Models come from `RUDDER_MODELS_DIR` (default `~/.cache/rudder/models`, filled by `make models`).
 // Fixtures panic with the error: in a test binary that is the failing test's message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -8,6 +9,7 @@
 mod chunker;
 mod crash;
 mod loaders;
+mod local;
 mod pipeline;
 mod service;
 mod uploads;

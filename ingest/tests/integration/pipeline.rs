@@ -1,5 +1,6 @@
 //! The pipeline over the whole sample corpus into a real qdrant-edge store: counts per region,
-//! re-ingestion (unchanged, replaced), and failures that touch nothing.
+//! re-ingestion (unchanged, replaced), failures that touch nothing, one document named again and
+//! again in one overlapped batch, and the ingestion time each version carries.
 
 use super::{
     CORPUS_DOCUMENTS, CORPUS_PER_REGION, corpus_documents, corpus_file, embedder, pipeline, regions, store,
@@ -8,7 +9,9 @@ use rudder_core::{
     Embedder, ServiceError, VectorStore,
     store::{SearchFilter, SearchMode, SearchRequest},
 };
-use rudder_ingest::{IngestOptions, Outcome, SourceDocument, client, metadata::PartialMetadata};
+use rudder_ingest::{
+    DocumentReport, IngestOptions, Outcome, SourceDocument, catalog, client, metadata::PartialMetadata,
+};
 
 fn outcome_of(report: &rudder_ingest::DocumentReport) -> &Outcome {
     &report.result.as_ref().unwrap_or_else(|err| panic!("{} failed: {err}", report.file_name)).outcome
@@ -179,4 +182,56 @@ fn the_size_limit_fails_only_the_large_document() {
         "{err}"
     );
     assert_eq!(outcome_of(&reports[1]), &Outcome::Ingested);
+}
+
+#[test]
+fn one_batch_naming_a_document_again_and_again_sees_each_earlier_write_in_turn() {
+    let (_dir, store) = store();
+    let pipeline = pipeline(&store, IngestOptions::new(regions()));
+    let before = rudder_core::time::unix_now();
+    let unreadable = DocumentReport {
+        doc_id: String::new(),
+        file_name: "gone.md".into(),
+        result: Err(ServiceError::invalid("file", "no such file")),
+    };
+    // Planned, embedded and written on different threads at once: each must still decide on what the
+    // one before it left in the store.
+    let entries = vec![
+        Ok(markdown("faq", "1", "[\"us\"]", "Orders ship within two days.")),
+        Ok(markdown("faq", "2", "[\"us\"]", "Orders ship within three days.")),
+        Err(unreadable.clone()),
+        Ok(markdown("faq", "2", "[\"us\"]", "Orders ship within three days.")),
+        Ok(markdown("other", "1", "[\"uk\"]", "Parcels go by Royal Mail.")),
+        Ok(markdown("faq", "1", "[\"us\"]", "Orders ship within four days.")),
+    ];
+    let mut reports = Vec::new();
+    pipeline.ingest_each(entries, |report| reports.push(report));
+    let after = rudder_core::time::unix_now();
+
+    assert_eq!(reports.len(), 6);
+    assert_eq!(reports[2], unreadable, "a failed entry is reported in its place");
+    let outcomes: Vec<_> = [0, 1, 3, 4, 5].map(|i| outcome_of(&reports[i]).clone()).to_vec();
+    assert_eq!(
+        outcomes,
+        [
+            Outcome::Ingested,
+            Outcome::Replaced { previous_version: "1".into() },
+            Outcome::Unchanged,
+            Outcome::Ingested,
+            Outcome::Replaced { previous_version: "2".into() },
+        ]
+    );
+    let faq = store.document_summary("faq").unwrap().unwrap();
+    assert_eq!(faq.versions.len(), 1, "{faq:?}");
+    assert!(faq.versions[0].current && faq.versions[0].version == "1");
+    let chunks = store.document_chunks("faq", "1").unwrap();
+    assert!(chunks.iter().any(|c| c.text.contains("four days")), "{chunks:?}");
+
+    // Every chunk of the version carries one ingestion time, from this run; the catalog shows it.
+    let times: Vec<_> = chunks.iter().map(|c| c.ingested_at.clone()).collect();
+    assert!(times.windows(2).all(|w| w[0] == w[1]), "{times:?}");
+    let at = times[0].as_deref().and_then(rudder_core::time::parse_rfc3339).unwrap();
+    assert!((before..=after).contains(&at), "{before} <= {at} <= {after}");
+    let (document, _) = catalog::get(store.as_ref(), "faq", false).unwrap();
+    assert_eq!(document.ingested_at, times[0]);
 }

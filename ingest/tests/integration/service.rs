@@ -135,6 +135,7 @@ async fn list_get_and_delete_documents() {
             .unwrap()
             .into_inner();
         assert!(page.documents.len() <= 3);
+        assert!(page.documents.iter().all(|d| d.ingested_at.is_some()), "{page:?}");
         seen.extend(page.documents.into_iter().map(|d| d.metadata.unwrap().doc_id));
         if page.next_page_token.is_empty() {
             break;
@@ -180,6 +181,10 @@ async fn list_get_and_delete_documents() {
     assert_eq!(info.versions, ["2025-11-01"]);
     assert_eq!(info.chunk_count as usize, got.passages.len());
     assert_eq!(info.content_sha256.len(), 64);
+    // Ingested by this test, a moment ago.
+    let ingested_at = info.ingested_at.unwrap().seconds;
+    let now = i64::try_from(rudder_core::time::unix_now()).unwrap();
+    assert!((now - 600..=now).contains(&ingested_at), "ingested at {ingested_at}, now {now}");
     let meta = info.metadata.unwrap();
     assert_eq!(
         (meta.title.as_str(), meta.source.as_str()),
@@ -289,4 +294,40 @@ async fn a_sidecar_in_the_stream_describes_the_document_after_it() {
     assert_eq!(orphan.file_name, "orphan.meta.toml");
     assert_eq!(orphan.error_code, i32::from(Code::InvalidArgument));
     assert!(orphan.error_message.contains("describes no document"), "{orphan:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_document_sent_again_in_a_stream_sees_its_earlier_write() {
+    let mut server = serve(IngestOptions::new(regions())).await;
+    // Each document's write runs behind the stream while the next is embedded: the second and third
+    // must still decide on what the one before left in the store.
+    let messages = vec![
+        start("faq.md", &["us"]),
+        data(b"# FAQ\n\nOrders ship within two days."),
+        end(),
+        start("faq.md", &["us"]),
+        data(b"# FAQ\n\nOrders ship within three days."),
+        end(),
+        start("faq.md", &["us"]),
+        data(b"# FAQ\n\nOrders ship within three days."),
+        end(),
+    ];
+    let response = server.client.ingest(tokio_stream::iter(messages)).await.unwrap().into_inner();
+    let outcomes: Vec<_> = response.results.iter().map(|r| r.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [IngestOutcome::Ingested, IngestOutcome::Replaced, IngestOutcome::Unchanged].map(i32::from),
+        "{response:?}"
+    );
+    let (first, second) = (&response.results[0], &response.results[1]);
+    assert_eq!(second.replaced_version, first.version);
+    let got = server
+        .client
+        .get_document(GetDocumentRequest { doc_id: "faq".into(), include_passages: true })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.document.unwrap().versions, [second.version.clone()]);
+    assert!(got.passages.iter().any(|p| p.text.contains("three days")), "{:?}", got.passages);
+    assert!(got.passages.iter().all(|p| !p.text.contains("two days")), "{:?}", got.passages);
 }

@@ -80,6 +80,11 @@ pub struct ChunkPayload {
     /// Lower-case hex sha256 of the source document's content, so re-ingesting the same content can be
     /// recognised and skipped.
     pub content_sha256: String,
+    /// When this version was ingested, RFC 3339 UTC ([`crate::time::rfc3339`]); the same on every
+    /// chunk of a version. `None` for chunks stored before rudder recorded it (the key is absent
+    /// then, and is left out when writing `None`, so old and new points read alike).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingested_at: Option<String>,
 }
 
 /// A chunk ready to store: id, dense vector (unit length, the embedder's dimension) and payload.

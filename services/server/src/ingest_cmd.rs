@@ -8,8 +8,8 @@ use std::{path::PathBuf, sync::Arc, time::Instant};
 use rudder_ingest::{
     IngestOptions, Pipeline,
     client::{self, WalkOptions},
+    local,
     metadata::PartialMetadata,
-    pipeline::DocumentReport,
 };
 use rudder_proto::v1::{IngestResponse, ingest_service_client::IngestServiceClient};
 
@@ -102,25 +102,13 @@ async fn ingest_locally(
     let pipeline =
         Pipeline::new(Arc::clone(&store), embedder, IngestOptions::new(config.store.regions.clone()));
     tokio::task::spawn_blocking(move || -> anyhow::Result<IngestResponse> {
-        let started = Instant::now();
         let bar = ProgressBar::new(files.len(), "docs");
-        let mut reports = Vec::with_capacity(files.len());
-        for (index, path) in files.iter().enumerate() {
-            let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let report = match client::read_document(path, &metadata) {
-                Ok(document) => pipeline.ingest(document),
-                Err(err) => DocumentReport {
-                    doc_id: String::new(),
-                    file_name,
-                    result: Err(rudder_core::ServiceError::invalid("file", err.to_string())),
-                },
-            };
-            reports.push(report);
+        let response = local::ingest_files(&pipeline, &files, &metadata, |index, path| {
             bar.update(index + 1, &path.display().to_string());
-        }
+        });
         bar.finish();
         store.flush()?;
-        Ok(rudder_ingest::service::response_for(reports, started.elapsed()))
+        Ok(response)
     })
     .await?
 }

@@ -228,3 +228,48 @@ impl DocumentList {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rudder_core::store::ChunkId;
+
+    fn point(ingested_at: Option<&str>) -> ChunkPoint {
+        ChunkPoint {
+            id: ChunkId::for_chunk("faq", "1", 0),
+            dense: vec![0.5; 4],
+            payload: ChunkPayload {
+                doc_id: "faq".into(),
+                version: "1".into(),
+                title: "FAQ".into(),
+                source: "faq.md".into(),
+                regions: vec!["us".into()],
+                brand: None,
+                language: "en".into(),
+                tags: Vec::new(),
+                heading_path: vec!["FAQ".into()],
+                text: "Orders ship within two days.".into(),
+                char_start: 0,
+                char_end: 28,
+                chunk_index: 0,
+                content_sha256: "ab".repeat(32),
+                ingested_at: ingested_at.map(str::to_owned),
+            },
+            current: true,
+        }
+    }
+
+    #[test]
+    fn the_ingestion_time_is_stored_when_known_and_absent_otherwise() {
+        let at = "2026-11-21T01:50:45Z";
+        let with = payload_json(&point(Some(at))).unwrap();
+        assert_eq!(string_field(&with, "ingested_at"), Some(at));
+        assert_eq!(chunk_payload(String::new, with).unwrap(), point(Some(at)).payload);
+
+        // Written without one, the key is absent: exactly what points stored before it look like.
+        let without = payload_json(&point(None)).unwrap();
+        assert!(!without.contains_key("ingested_at"), "{without:?}");
+        assert!(is_current(&without));
+        assert_eq!(chunk_payload(String::new, without).unwrap(), point(None).payload);
+    }
+}

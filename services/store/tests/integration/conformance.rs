@@ -35,6 +35,7 @@ macro_rules! conformance_tests {
             hybrid_hits_say_which_legs_found_them,
             deleting_a_document_removes_all_its_chunks,
             a_documents_chunks_come_back_in_order_for_one_version_only,
+            an_ingestion_time_round_trips_and_chunks_without_one_read_as_none,
             listing_documents_gives_versions_chunk_counts_and_regions,
             one_documents_summary_matches_its_listing_entry,
             a_new_version_is_invisible_until_it_is_made_current_then_the_old_one_goes,
@@ -174,6 +175,26 @@ pub fn a_documents_chunks_come_back_in_order_for_one_version_only(fixture: &Fixt
     assert_eq!(stored, expected);
     assert!(store.document_chunks(doc.doc_id, "another-version").unwrap().is_empty());
     assert!(store.document_chunks("no-such-doc", doc.version).unwrap().is_empty());
+}
+
+pub fn an_ingestion_time_round_trips_and_chunks_without_one_read_as_none(fixture: &Fixture) {
+    let store = fixture.store();
+    // The corpus was written without ingestion times, like points stored before they were recorded.
+    let old = &CORPUS[1];
+    let stored_old = store.document_chunks(old.doc_id, old.version).unwrap();
+    assert!(!stored_old.is_empty() && stored_old.iter().all(|c| c.ingested_at.is_none()), "{stored_old:?}");
+
+    let new = old.clone_with_version("2024-09");
+    let mut points = chunks(&new, false);
+    for point in &mut points {
+        point.payload.ingested_at = Some("2026-11-21T01:50:45Z".to_owned());
+    }
+    store.upsert(&points).unwrap();
+    store.flush().unwrap();
+    let stored = store.document_chunks(new.doc_id, new.version).unwrap();
+    let expected: Vec<_> = points.into_iter().map(|p| p.payload).collect();
+    assert_eq!(stored, expected);
+    assert!(stored.iter().all(|c| c.ingested_at.as_deref() == Some("2026-11-21T01:50:45Z")));
 }
 
 pub fn one_documents_summary_matches_its_listing_entry(fixture: &Fixture) {

@@ -33,6 +33,32 @@ fn data_survives_closing_and_reopening() {
 }
 
 #[test]
+fn ingestion_times_survive_closing_and_reopening() {
+    let (dir, store) = loaded_edge();
+    let path = store.dir().to_owned();
+    let doc = &CORPUS[0];
+    let mut points = chunks(doc, true);
+    for point in &mut points {
+        point.payload.ingested_at = Some("2026-11-21T01:50:45Z".to_owned());
+    }
+    // The same ids as the loaded version: this rewrites it with an ingestion time.
+    store.upsert(&points).unwrap();
+    store.flush().unwrap();
+    drop(store);
+
+    let reopened = EdgeStore::open(&path, DIM).unwrap();
+    let stored = reopened.document_chunks(doc.doc_id, doc.version).unwrap();
+    assert_eq!(stored.len(), points.len());
+    assert!(stored.iter().all(|c| c.ingested_at.as_deref() == Some("2026-11-21T01:50:45Z")), "{stored:?}");
+    // A document written without one still reads, as None.
+    let other = &CORPUS[1];
+    let old = reopened.document_chunks(other.doc_id, other.version).unwrap();
+    assert!(!old.is_empty() && old.iter().all(|c| c.ingested_at.is_none()), "{old:?}");
+    drop(reopened);
+    drop(dir);
+}
+
+#[test]
 fn reopening_with_another_vector_size_is_refused() {
     let (_dir, store) = loaded_edge();
     let path = store.dir().to_owned();

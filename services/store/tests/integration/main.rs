@@ -148,6 +148,8 @@ pub fn chunks(doc: &Doc, current: bool) -> Vec<ChunkPoint> {
                 char_end: offset + len,
                 chunk_index: index,
                 content_sha256: format!("{:064x}", doc.doc_id.len()),
+                // As points written before ingestion times were recorded: the key is absent.
+                ingested_at: None,
             };
             offset += len + 2;
             ChunkPoint { id: ChunkId::for_chunk(doc.doc_id, doc.version, index), dense, payload, current }
