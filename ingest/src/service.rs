@@ -94,9 +94,9 @@ impl WriteBehind {
     /// Waits for the running write, if any, and gives its report.
     async fn settle(&mut self) -> Option<DocumentReport> {
         let (file_name, task) = self.running.take()?;
-        Some(task.await.unwrap_or_else(|err| {
-            unfinished(file_name, IngestError::Task(err.to_string()).into())
-        }))
+        Some(
+            task.await.unwrap_or_else(|err| unfinished(file_name, IngestError::Task(err.to_string()).into())),
+        )
     }
 
     /// Settles the running write (giving its report), then starts `staged`'s.

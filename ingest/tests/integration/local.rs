@@ -24,10 +24,9 @@ fn local_ingest_counts_the_bytes_it_read_and_reports_in_file_order() {
     assert!(expected_bytes > 0);
 
     let mut progress: Vec<(usize, PathBuf)> = Vec::new();
-    let response =
-        local::ingest_files(&pipeline, &files, &PartialMetadata::default(), |index, path| {
-            progress.push((index, path.to_owned()));
-        });
+    let response = local::ingest_files(&pipeline, &files, &PartialMetadata::default(), |index, path| {
+        progress.push((index, path.to_owned()));
+    });
     assert_eq!(progress, files.iter().cloned().enumerate().collect::<Vec<_>>());
     assert_eq!(response.results.len(), CORPUS_DOCUMENTS + 1);
     let names: Vec<_> = response.results.iter().map(|r| r.file_name.clone()).collect();
@@ -37,7 +36,7 @@ fn local_ingest_counts_the_bytes_it_read_and_reports_in_file_order() {
     let missing = &response.results[2];
     assert_eq!(missing.outcome, i32::from(IngestOutcome::Failed), "{missing:?}");
     assert_eq!(missing.error_code, i32::from(Code::InvalidArgument));
-    let summary = response.summary.clone().unwrap();
+    let summary = response.summary.unwrap();
     assert_eq!((summary.ingested, summary.failed), (CORPUS_DOCUMENTS as u32, 1));
     assert_eq!(summary.bytes_received, expected_bytes);
     let table = client::summary_table(&response);

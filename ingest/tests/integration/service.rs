@@ -327,7 +327,7 @@ async fn one_document_sent_again_in_a_stream_sees_its_earlier_write() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(got.document.unwrap().versions, [second.version.clone()]);
+    assert_eq!(got.document.unwrap().versions, std::slice::from_ref(&second.version));
     assert!(got.passages.iter().any(|p| p.text.contains("three days")), "{:?}", got.passages);
     assert!(got.passages.iter().all(|p| !p.text.contains("two days")), "{:?}", got.passages);
 }

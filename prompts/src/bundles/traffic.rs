@@ -53,6 +53,9 @@ impl Default for Counters {
     }
 }
 
+/// Picks one of a version's histograms.
+type HistogramOf = fn(&Counters) -> &Histogram;
+
 /// A bundle version: its region/brand and version number.
 type VersionKey = (BundleKey, u32);
 
@@ -106,14 +109,12 @@ impl Traffic {
         );
         for ((key, version), c) in all.iter() {
             let version = version.to_string();
-            for (outcome, count) in
-                Outcome::ALL.into_iter().zip([c.ok, c.errors, c.cancelled])
-            {
+            for (outcome, count) in Outcome::ALL.into_iter().zip([c.ok, c.errors, c.cancelled]) {
                 let labels = version_labels(key, &version, Some(outcome));
                 out.sample("rudder_generate_requests_total", &labels, count as f64);
             }
         }
-        let histograms: [(&str, &str, fn(&Counters) -> &Histogram); 2] = [
+        let histograms: [(&str, &str, HistogramOf); 2] = [
             (
                 "rudder_generate_latency_seconds",
                 "From receipt to the last event, for answers streamed to the end.",

@@ -32,10 +32,7 @@ impl MetricsSources {
 }
 
 /// Binds `listen` (the value of `server.metrics_listen`) and serves `/metrics` until aborted.
-pub async fn serve(
-    listen: &str,
-    sources: MetricsSources,
-) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+pub async fn serve(listen: &str, sources: MetricsSources) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
     let addr: SocketAddr = listen.trim().parse().map_err(|err| {
         anyhow::anyhow!("server.metrics_listen {listen:?} is not an address like 0.0.0.0:9464: {err}")
     })?;
@@ -50,9 +47,11 @@ pub async fn serve(
             async move {
                 // Rendering takes the registry's locks briefly; keep it off the accept loop anyway.
                 match tokio::task::spawn_blocking(move || sources.render()).await {
-                    Ok(text) => {
-                        (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
-                    }
+                    Ok(text) => (
+                        StatusCode::OK,
+                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                        text,
+                    ),
                     // An empty 200 would read as "no series": say the scrape failed.
                     Err(err) => (
                         StatusCode::INTERNAL_SERVER_ERROR,
