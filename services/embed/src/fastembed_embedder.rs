@@ -44,6 +44,8 @@ impl Default for FastembedOptions {
 pub struct FastembedEmbedder {
     model: Mutex<TextEmbedding>,
     query_sessions: Vec<Mutex<TextEmbedding>>,
+    /// Every core, no spin-waiting: for a query while no other request runs.
+    lone_query_session: Mutex<TextEmbedding>,
     next_query_session: std::sync::atomic::AtomicUsize,
     /// The model's tokenizer without truncation or padding: counts tokens (for chunking and to tell a
     /// truncated query) without taking the model's lock.
@@ -75,21 +77,27 @@ impl FastembedEmbedder {
             tokenizer_config_file: read_model_file(&embed_dir.join("tokenizer_config.json"))?,
         };
         let onnx = read_model_file(&files.path(ModelFiles::EMBED_ONNX))?;
-        let session = |threads: Option<usize>| {
+        let session = |threads: Option<usize>, spin: bool| {
             let model = UserDefinedEmbeddingModel::new(onnx.clone(), tokenizer_files.clone())
                 .with_pooling(Pooling::Mean);
             let mut init = InitOptionsUserDefined::new().with_max_length(MINILM_MAX_TOKENS);
             if let Some(threads) = threads {
                 init = init.with_intra_threads(threads.max(1));
             }
+            if !spin {
+                // Idle ONNX threads spin-wait for the next op by default: a core another request
+                // needs. A lone query's session gives its core back at once.
+                init.session_config.push(("session.intra_op.allow_spinning".into(), "0".into()));
+            }
             TextEmbedding::try_new_from_user_defined(model, init).map_err(|err| EmbedError::Unavailable {
                 reason: format!("cannot build the embedding model: {err}"),
             })
         };
-        let model = session(options.threads)?;
+        let model = session(options.threads, true)?;
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let query_sessions =
-            (0..cores).map(|_| session(Some(1)).map(Mutex::new)).collect::<Result<Vec<_>, _>>()?;
+            (0..cores).map(|_| session(Some(1), true).map(Mutex::new)).collect::<Result<Vec<_>, _>>()?;
+        let lone_query_session = Mutex::new(session(Some(cores), false)?);
         let mut counter = model.tokenizer.clone();
         counter.with_padding(None);
         counter
@@ -98,6 +106,7 @@ impl FastembedEmbedder {
         let embedder = Self {
             model: Mutex::new(model),
             query_sessions,
+            lone_query_session,
             next_query_session: std::sync::atomic::AtomicUsize::new(0),
             counter,
             batch_size: options.batch_size.max(1),
@@ -192,8 +201,7 @@ impl Embedder for FastembedEmbedder {
     }
 
     fn embed_query_alone(&self, text: &str) -> Result<QueryEmbedding, EmbedError> {
-        // Ingestion may hold the all-cores session for a whole batch: then take the pool's.
-        let all_cores = match self.model.try_lock() {
+        let all_cores = match self.lone_query_session.try_lock() {
             Ok(guard) => guard,
             Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
             Err(std::sync::TryLockError::WouldBlock) => return self.embed_query(text),
