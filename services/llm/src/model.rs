@@ -17,61 +17,9 @@ use crate::{
     LlmError,
     config::{LlamaConfig, RopeStyle},
     fused,
+    kv_cache::KvCache,
     weights::{Block, Pass, Weights},
 };
-
-/// Keys and values per layer, each `[batch, kv_heads, positions, head_dim]`.
-#[derive(Debug, Clone)]
-pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
-    len: usize,
-}
-
-impl KvCache {
-    pub fn new(num_layers: usize) -> Self {
-        Self { layers: vec![None; num_layers], len: 0 }
-    }
-
-    /// A cache that starts with a prefix: `keys[l]` / `values[l]` are `[kv_heads, P, head_dim]`,
-    /// broadcast over `batch`. Gradients flow back into them when they are variables.
-    pub fn from_prefix(keys: &[Tensor], values: &[Tensor], batch: usize) -> Result<Self, LlmError> {
-        let mut layers = Vec::with_capacity(keys.len());
-        let mut len = 0;
-        for (k, v) in keys.iter().zip(values) {
-            let (kv_heads, positions, head_dim) = k.dims3()?;
-            len = positions;
-            let shape = (batch, kv_heads, positions, head_dim);
-            // Materialised per sequence: appending to a stride-0 broadcast yields a layout the
-            // attention matmul cannot take.
-            let per_sequence = |t: &Tensor| t.unsqueeze(0)?.broadcast_as(shape)?.contiguous();
-            layers.push(Some((per_sequence(k)?, per_sequence(v)?)));
-        }
-        Ok(Self { layers, len })
-    }
-
-    /// Positions held (prefix + every token processed).
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Layer `l`'s keys and values, if any.
-    pub fn layer(&self, l: usize) -> Option<&(Tensor, Tensor)> {
-        self.layers.get(l).and_then(Option::as_ref)
-    }
-
-    /// Bytes held by the cached tensors (for the head cache's memory bound).
-    pub fn size_bytes(&self) -> usize {
-        self.layers
-            .iter()
-            .flatten()
-            .map(|(k, v)| (k.elem_count() + v.elem_count()) * k.dtype().size_in_bytes())
-            .sum()
-    }
-}
 
 /// `embeds` `[batch, tokens, hidden]` with the soft prompt's rows `[virtual_tokens, hidden]` in front
 /// of every sequence (prompt tuning's virtual tokens); `embeds` unchanged without one.
@@ -158,27 +106,27 @@ impl Llama {
         options: ForwardOptions,
     ) -> Result<Tensor, LlmError> {
         let (_, tokens, _) = embeds.dims3()?;
-        let start = cache.len;
+        let start = cache.len();
         if start + tokens > self.config.max_position {
             return Err(LlmError::ContextOverflow {
                 needed: start + tokens,
                 limit: self.config.max_position,
             });
         }
-        if cache.layers.len() != self.config.num_layers {
+        if cache.num_layers() != self.config.num_layers {
             return Err(LlmError::Shape {
                 what: "KV cache layers".into(),
                 expected: vec![self.config.num_layers],
-                actual: vec![cache.layers.len()],
+                actual: vec![cache.num_layers()],
             });
         }
         let step = Step { model: self, start, tokens, differentiable: options.differentiable };
         let mask = step.causal_mask()?;
         let mut x = embeds.clone();
-        for (block, slot) in self.weights.blocks.iter().zip(cache.layers.iter_mut()) {
-            x = step.block(block, &x, slot, mask.as_ref())?;
+        for (l, block) in self.weights.blocks.iter().enumerate() {
+            x = step.block(block, &x, (cache, l), mask.as_ref())?;
         }
-        cache.len = start + tokens;
+        cache.advance(tokens);
         let x = step.rms_norm(&x, &self.weights.norm)?;
         match options.logits {
             LogitsAt::All => self.weights.lm_head.forward(&x, step.pass()),
@@ -268,10 +216,10 @@ impl Step<'_> {
         &self,
         block: &Block,
         x: &Tensor,
-        slot: &mut Option<(Tensor, Tensor)>,
+        layer_cache: (&mut KvCache, usize),
         mask: Option<&Tensor>,
     ) -> Result<Tensor, LlmError> {
-        let attn = self.attention(block, &self.rms_norm(x, &block.attn_norm)?, slot, mask)?;
+        let attn = self.attention(block, &self.rms_norm(x, &block.attn_norm)?, layer_cache, mask)?;
         let x = (x + attn)?;
         let h = self.rms_norm(&x, &block.ffn_norm)?;
         let pass = self.pass();
@@ -283,7 +231,7 @@ impl Step<'_> {
         &self,
         block: &Block,
         x: &Tensor,
-        slot: &mut Option<(Tensor, Tensor)>,
+        (cache, layer): (&mut KvCache, usize),
         mask: Option<&Tensor>,
     ) -> Result<Tensor, LlmError> {
         let config = &self.model.config;
@@ -295,11 +243,7 @@ impl Step<'_> {
         let q = self.rope(&split(block.q.forward(x, pass)?, heads)?)?;
         let k = self.rope(&split(block.k.forward(x, pass)?, kv_heads)?)?;
         let v = split(block.v.forward(x, pass)?, kv_heads)?.contiguous()?;
-        let (k, v) = match slot.take() {
-            Some((past_k, past_v)) => (Tensor::cat(&[&past_k, &k], 2)?, Tensor::cat(&[&past_v, &v], 2)?),
-            None => (k, v),
-        };
-        *slot = Some((k.clone(), v.clone()));
+        let (k, v) = cache.append(layer, k, v)?;
         let total = k.dim(2)?;
 
         // Query heads of one group share a key/value head: [b, kv, group * tokens, d].

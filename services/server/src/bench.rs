@@ -53,19 +53,29 @@ fn report(model: &LoadedModel, bandwidth: f64) -> anyhow::Result<()> {
     forward(model, &plan.head, &mut head_cache, LogitsAt::None)?;
     let head_s = started.elapsed().as_secs_f64();
     let started = Instant::now();
-    let mut cache = head_cache.clone();
+    // As the server does: the request's own copy of the head, written in place.
+    let mut cache = head_cache.in_place_copy(plan.tail.len() + 1 + DECODE_STEPS)?;
     forward(model, &plan.tail, &mut cache, LogitsAt::Last)?;
     forward(model, &[first], &mut cache, LogitsAt::Last)?;
     let ttft_warm = started.elapsed().as_secs_f64();
+    let after_prompt = cache.clone();
 
-    // Decode: single-token steps after the prompt.
-    let started = Instant::now();
-    let mut next = first;
-    for _ in 0..DECODE_STEPS {
-        let logits = forward(model, &[next], &mut cache, LogitsAt::Last)?;
-        next = rudder_generation::sampler::argmax(&logits.squeeze(0)?.to_vec1()?);
-    }
-    let decode_tps = DECODE_STEPS as f64 / started.elapsed().as_secs_f64();
+    // Decode: single-token steps after the prompt, written in place (as served), then the same
+    // steps on a cache that concatenates (as training does), for the ratio in one run.
+    let decode = |mut cache: KvCache| -> anyhow::Result<f64> {
+        let started = Instant::now();
+        let mut next = first;
+        for _ in 0..DECODE_STEPS {
+            let logits = forward(model, &[next], &mut cache, LogitsAt::Last)?;
+            next = rudder_generation::sampler::argmax(&logits.squeeze(0)?.to_vec1()?);
+        }
+        Ok(DECODE_STEPS as f64 / started.elapsed().as_secs_f64())
+    };
+    let decode_tps = decode(after_prompt.in_place_copy(DECODE_STEPS)?)?;
+    let mut concatenating = head_cache.clone();
+    forward(model, &plan.tail, &mut concatenating, LogitsAt::None)?;
+    forward(model, &[first], &mut concatenating, LogitsAt::None)?;
+    let concatenating_tps = decode(concatenating)?;
 
     let bytes_per_token = weight_bytes_per_token(model);
     let bound = bandwidth / bytes_per_token;
@@ -85,7 +95,11 @@ fn report(model: &LoadedModel, bandwidth: f64) -> anyhow::Result<()> {
         "  head prefill          {:>8.3} s computed, 0 s when cached: the cache removes 100% of it",
         head_s
     );
-    println!("  decode                {decode_tps:>8.1} tok/s ({DECODE_STEPS} steps after the prompt)");
+    println!(
+        "  decode                {decode_tps:>8.1} tok/s ({DECODE_STEPS} steps after the prompt; {concatenating_tps:.1} \
+         tok/s growing the cache by concatenation: {:.2}x)",
+        decode_tps / concatenating_tps
+    );
     println!(
         "  bandwidth bound       {bound:>8.1} tok/s ({:.0} MB of weights read per token): {:.0}% of the bound achieved",
         bytes_per_token / 1e6,

@@ -30,6 +30,29 @@ fn decoding_through_the_cache_equals_one_full_pass() {
 }
 
 #[test]
+fn an_in_place_cache_decodes_like_a_concatenating_one_and_leaves_the_head_it_came_from_alone() {
+    let model = smollm();
+    let ids = chat_ids(model, "Do you ship to Ireland?");
+    let layers = model.model.config().num_layers;
+    let (head, tail) = ids.split_at(ids.len() - 4);
+    let mut head_cache = KvCache::new(layers);
+    last_logits(model, head, &mut head_cache);
+    let untouched = last_logits(model, &tail[..1], &mut head_cache.clone());
+    let mut concatenating = head_cache.clone();
+    // Room for 2 only: the third step outgrows the buffers and continues in bigger ones.
+    let mut in_place = head_cache.in_place_copy(2).unwrap();
+    for step in tail.chunks(1) {
+        let expected = last_logits(model, step, &mut concatenating);
+        let got = last_logits(model, step, &mut in_place);
+        assert!(max_abs_diff(&expected, &got) <= 1e-5, "step {step:?}");
+    }
+    assert_eq!(in_place.len(), ids.len());
+    // The shared head was never written to: it still continues exactly as before.
+    let again = last_logits(model, &tail[..1], &mut head_cache.clone());
+    assert!(max_abs_diff(&again, &untouched) <= 1e-6);
+}
+
+#[test]
 fn a_prefix_cache_built_from_keys_and_values_acts_like_the_text_it_came_from() {
     let model = smollm();
     let layers = model.model.config().num_layers;
