@@ -36,12 +36,6 @@ pub trait Embedder: Send + Sync + fmt::Debug {
     /// The vector of one query, saying whether it was truncated.
     fn embed_query(&self, text: &str) -> Result<QueryEmbedding, EmbedError>;
 
-    /// [`Embedder::embed_query`] for a caller that knows no other request is in flight: it may use
-    /// every core (a lone query's latency), where concurrent queries share them one core each.
-    fn embed_query_alone(&self, text: &str) -> Result<QueryEmbedding, EmbedError> {
-        self.embed_query(text)
-    }
-
     /// Number of tokens the model's tokenizer makes of `text`, special tokens included: what the
     /// chunker bounds chunks by.
     fn count_tokens(&self, text: &str) -> Result<usize, EmbedError>;

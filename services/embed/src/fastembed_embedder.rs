@@ -44,8 +44,6 @@ impl Default for FastembedOptions {
 pub struct FastembedEmbedder {
     model: Mutex<TextEmbedding>,
     query_sessions: Vec<Mutex<TextEmbedding>>,
-    /// Every core, no spin-waiting: for a query while no other request runs.
-    lone_query_session: Mutex<TextEmbedding>,
     next_query_session: std::sync::atomic::AtomicUsize,
     /// The model's tokenizer without truncation or padding: counts tokens (for chunking and to tell a
     /// truncated query) without taking the model's lock.
@@ -77,27 +75,21 @@ impl FastembedEmbedder {
             tokenizer_config_file: read_model_file(&embed_dir.join("tokenizer_config.json"))?,
         };
         let onnx = read_model_file(&files.path(ModelFiles::EMBED_ONNX))?;
-        let session = |threads: Option<usize>, spin: bool| {
+        let session = |threads: Option<usize>| {
             let model = UserDefinedEmbeddingModel::new(onnx.clone(), tokenizer_files.clone())
                 .with_pooling(Pooling::Mean);
             let mut init = InitOptionsUserDefined::new().with_max_length(MINILM_MAX_TOKENS);
             if let Some(threads) = threads {
                 init = init.with_intra_threads(threads.max(1));
             }
-            if !spin {
-                // Idle ONNX threads spin-wait for the next op by default: a core another request
-                // needs. A lone query's session gives its core back at once.
-                init.session_config.push(("session.intra_op.allow_spinning".into(), "0".into()));
-            }
             TextEmbedding::try_new_from_user_defined(model, init).map_err(|err| EmbedError::Unavailable {
                 reason: format!("cannot build the embedding model: {err}"),
             })
         };
-        let model = session(options.threads, true)?;
+        let model = session(options.threads)?;
         let cores = std::thread::available_parallelism().map_or(1, usize::from);
         let query_sessions =
-            (0..cores).map(|_| session(Some(1), true).map(Mutex::new)).collect::<Result<Vec<_>, _>>()?;
-        let lone_query_session = Mutex::new(session(Some(cores), false)?);
+            (0..cores).map(|_| session(Some(1)).map(Mutex::new)).collect::<Result<Vec<_>, _>>()?;
         let mut counter = model.tokenizer.clone();
         counter.with_padding(None);
         counter
@@ -106,7 +98,6 @@ impl FastembedEmbedder {
         let embedder = Self {
             model: Mutex::new(model),
             query_sessions,
-            lone_query_session,
             next_query_session: std::sync::atomic::AtomicUsize::new(0),
             counter,
             batch_size: options.batch_size.max(1),
@@ -131,10 +122,9 @@ impl FastembedEmbedder {
         &self.runtime_version
     }
 
-    /// A free single-threaded session, else the next in turn (waiting for it). A lone query is
+    /// A free single-threaded session, else the next in turn (waiting for it). A lone query would be
     /// ~1.7x faster on the all-cores session, but measured on 2 cores (`rudder bench retrieval`)
-    /// multi-threaded sessions for every query stop concurrent requests from scaling: only
-    /// [`Embedder::embed_query_alone`] takes the all-cores session, and only when it is free.
+    /// multi-threaded query sessions stop concurrent requests from scaling, so queries never use it.
     fn query_session(&self) -> std::sync::MutexGuard<'_, TextEmbedding> {
         for session in &self.query_sessions {
             match session.try_lock() {
@@ -148,17 +138,6 @@ impl FastembedEmbedder {
             Some(session) => lock(session),
             None => lock(&self.model),
         }
-    }
-
-    fn query_on(
-        &self,
-        session: std::sync::MutexGuard<'_, TextEmbedding>,
-        text: &str,
-    ) -> Result<QueryEmbedding, EmbedError> {
-        let truncated = self.count_tokens(text)? > MINILM_MAX_TOKENS;
-        let mut vectors = self.run_on(session, &[text])?;
-        let vector = vectors.pop().ok_or_else(|| EmbedError::Inference { reason: "no vector".into() })?;
-        Ok(QueryEmbedding { vector, truncated })
     }
 
     fn run(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
@@ -197,16 +176,10 @@ impl Embedder for FastembedEmbedder {
     }
 
     fn embed_query(&self, text: &str) -> Result<QueryEmbedding, EmbedError> {
-        self.query_on(self.query_session(), text)
-    }
-
-    fn embed_query_alone(&self, text: &str) -> Result<QueryEmbedding, EmbedError> {
-        let all_cores = match self.lone_query_session.try_lock() {
-            Ok(guard) => guard,
-            Err(std::sync::TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(std::sync::TryLockError::WouldBlock) => return self.embed_query(text),
-        };
-        self.query_on(all_cores, text)
+        let truncated = self.count_tokens(text)? > MINILM_MAX_TOKENS;
+        let mut vectors = self.run_on(self.query_session(), &[text])?;
+        let vector = vectors.pop().ok_or_else(|| EmbedError::Inference { reason: "no vector".into() })?;
+        Ok(QueryEmbedding { vector, truncated })
     }
 
     fn count_tokens(&self, text: &str) -> Result<usize, EmbedError> {

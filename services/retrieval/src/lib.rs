@@ -8,13 +8,7 @@ mod mmr;
 pub mod quality;
 mod remote;
 
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
-    time::Instant,
-};
+use std::{sync::Arc, time::Instant};
 
 use rudder_core::{
     EmbedError, Embedder, Passage, PassageQuery, PassageSource, ServiceError, StoreError, VectorStore,
@@ -62,31 +56,12 @@ pub struct Retriever {
     store: Arc<dyn VectorStore>,
     embedder: Arc<dyn Embedder>,
     regions: Vec<String>,
-    /// Retrievals running now (all clones): a lone one may embed its query on every core.
-    in_flight: Arc<AtomicUsize>,
-}
-
-/// Counts one retrieval in flight for as long as it lives.
-struct InFlight<'a>(&'a AtomicUsize);
-
-impl<'a> InFlight<'a> {
-    /// Enters; true when no other retrieval was running.
-    fn enter(counter: &'a AtomicUsize) -> (Self, bool) {
-        let others = counter.fetch_add(1, Ordering::AcqRel);
-        (Self(counter), others == 0)
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 impl Retriever {
     /// `regions`: the regions this deployment serves (unknown ones are NOT_FOUND).
     pub fn new(store: Arc<dyn VectorStore>, embedder: Arc<dyn Embedder>, regions: Vec<String>) -> Self {
-        Self { store, embedder, regions, in_flight: Arc::default() }
+        Self { store, embedder, regions }
     }
 
     /// Blocking: embeds the query and searches the store.
@@ -98,18 +73,11 @@ impl Retriever {
                 known: self.regions.clone(),
             });
         }
-        // The whole request counts, search included: a concurrent search occupies a core as well.
-        let (_in_flight, alone) = InFlight::enter(&self.in_flight);
         let started = Instant::now();
         let (dense, query_truncated) = match request.mode {
             SearchMode::Sparse => (Vec::new(), false),
             _ => {
-                let embedding = if alone {
-                    self.embedder.embed_query_alone(&request.query)
-                } else {
-                    self.embedder.embed_query(&request.query)
-                };
-                let embedding = embedding.map_err(embed_error)?;
+                let embedding = self.embedder.embed_query(&request.query).map_err(embed_error)?;
                 (embedding.vector, embedding.truncated)
             }
         };

@@ -14,9 +14,9 @@ use crate::common::{self, KEYWORD_INDEXES, LISTED_FIELDS, RRF_K, SCROLL_PAGE, Se
 pub use crate::common::{DENSE_VECTOR, SPARSE_VECTOR};
 use qdrant_edge::{
     CreateIndex, Distance, EdgeConfig, EdgeShard, EdgeSparseVectorParams, EdgeVectorParamsBuilder,
-    FieldIndexOperations, Filter, Fusion, Modifier, NamedQuery, Payload, PayloadFieldSchema, PayloadOps,
-    PayloadSchemaType, PointId, PointInsertOperations, PointOperations, Prefetch, QueryEnum, QueryRequest,
-    ScoredPoint, ScoringQuery, ScrollRequest, SetPayloadOp, UpdateOperation, VectorInternal,
+    FieldIndexOperations, Filter, Fusion, HnswIndexConfig, Modifier, NamedQuery, Payload, PayloadFieldSchema,
+    PayloadOps, PayloadSchemaType, PointId, PointInsertOperations, PointOperations, Prefetch, QueryEnum,
+    QueryRequest, ScoredPoint, ScoringQuery, ScrollRequest, SetPayloadOp, UpdateOperation, VectorInternal,
     WithPayloadInterface, WithVector, bm25_embed::EdgeBm25,
 };
 use rudder_core::{
@@ -49,6 +49,12 @@ pub struct EdgeStore {
     writes: Mutex<()>,
 }
 
+/// Below these (vectors' KB for the dense leg, points for the sparse one) a filtered search scans
+/// instead of using the index. The engine's defaults (10 MB, 5,000 points) make every leg a scan
+/// of a region's points up to tens of thousands of chunks.
+const FULL_SCAN_KB: usize = 1_000;
+const FULL_SCAN_POINTS: usize = 1_000;
+
 impl EdgeStore {
     /// Opens the shard in `dir`, creating it (and the directory) if it does not exist. An existing
     /// shard must have been made with the same vector layout (`dim`-d cosine `dense`, `bm25` sparse).
@@ -61,11 +67,20 @@ impl EdgeStore {
             reason: format!("cannot create {}: {err}", dir.display()),
         })?;
         let config = EdgeConfig::builder()
-            .vector(DENSE_VECTOR, EdgeVectorParamsBuilder::new(dim, Distance::Cosine).build())
+            .vector(
+                DENSE_VECTOR,
+                EdgeVectorParamsBuilder::new(dim, Distance::Cosine)
+                    .hnsw_config(HnswIndexConfig { full_scan_threshold: FULL_SCAN_KB, ..Default::default() })
+                    .build(),
+            )
             .sparse_vector(
                 SPARSE_VECTOR,
                 // BM25 document vectors carry term frequencies only; the engine applies IDF at query time.
-                EdgeSparseVectorParams { modifier: Some(Modifier::Idf), ..Default::default() },
+                EdgeSparseVectorParams {
+                    modifier: Some(Modifier::Idf),
+                    full_scan_threshold: Some(FULL_SCAN_POINTS),
+                    ..Default::default()
+                },
             )
             .build();
         let existing = dir.join(EDGE_CONFIG_FILE).exists();
