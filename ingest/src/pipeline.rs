@@ -188,6 +188,14 @@ impl Pipeline {
         &self.store
     }
 
+    /// Deletes every version of a document, waiting for an ingest of it under way: a delete landing
+    /// between that ingest's decision and its write would be undone by the write, or would take the
+    /// chunks it just reported as ingested.
+    pub fn delete_document(&self, doc_id: &str) -> Result<u64, IngestError> {
+        let _claim = self.claims.claim(doc_id);
+        crate::catalog::delete(self.store.as_ref(), doc_id)
+    }
+
     /// Ingests one document; never panics on its content, and failures are reported, not returned.
     pub fn ingest(&self, document: SourceDocument) -> DocumentReport {
         self.commit(self.stage(document))
@@ -505,6 +513,13 @@ impl Pipeline {
             // version at all, which readers must never see.
             .and_then(|()| self.store.flush());
         if let Err(err) = written {
+            // The switch may have happened before a flush failed: the previous version becomes current
+            // again, so the failed document is left as it was.
+            if let Some(previous) = previous {
+                let _ = self.store.set_current_version(&meta.doc_id, &previous.version).map_err(
+                    |restore| tracing::warn!(doc_id = %meta.doc_id, error = %restore, "could not make the previous version current again"),
+                );
+            }
             // Everything of the document except the previous current version is the partial write.
             let keep = previous.map(|v| v.version.as_str());
             let _ = self.store.delete_document(&meta.doc_id, keep).and_then(|_| self.store.flush()).map_err(

@@ -337,6 +337,15 @@ impl IngestService for IngestServiceImpl {
         }
         summary.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         tracing::Span::current().record("documents", results.len());
+        if summary.ingested + summary.replaced > 0 {
+            // Index what was written, behind the response: until then searches scan the new points.
+            let store = Arc::clone(self.pipeline.store());
+            tokio::task::spawn_blocking(move || {
+                if let Err(err) = store.optimize() {
+                    tracing::warn!(error = %err, "could not index the ingested documents");
+                }
+            });
+        }
         Ok(Response::new(IngestResponse { results, summary: Some(summary) }))
     }
 
@@ -347,8 +356,7 @@ impl IngestService for IngestServiceImpl {
     ) -> Result<Response<DeleteDocumentResponse>, Status> {
         let DeleteDocumentRequest { doc_id } = request.into_inner();
         let doc_id = required_doc_id(&doc_id)?;
-        let deleted =
-            self.blocking(move |pipeline| catalog::delete(pipeline.store().as_ref(), &doc_id)).await?;
+        let deleted = self.blocking(move |pipeline| pipeline.delete_document(&doc_id)).await?;
         Ok(Response::new(DeleteDocumentResponse {
             chunks_deleted: u32::try_from(deleted).unwrap_or(u32::MAX),
         }))

@@ -217,6 +217,13 @@ pub trait VectorStore: Send + Sync + fmt::Debug {
     fn search(&self, request: &SearchRequest) -> Result<Vec<SearchHit>, StoreError>;
 
     fn health(&self) -> Result<StoreHealth, StoreError>;
+
+    /// Builds the search indexes for what was written so far; called after bulk writes (an ingest).
+    /// The embedded engine indexes only when asked, and searches scan the unindexed points; a Qdrant
+    /// server's optimizer runs on its own, hence the default that does nothing.
+    fn optimize(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

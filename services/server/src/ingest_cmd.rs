@@ -108,6 +108,8 @@ async fn ingest_locally(
         });
         bar.finish();
         store.flush()?;
+        // Index what was written now: a server opening this store searches it right away.
+        store.optimize()?;
         Ok(response)
     })
     .await?

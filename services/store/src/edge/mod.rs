@@ -105,14 +105,6 @@ impl EdgeStore {
         &self.dir
     }
 
-    /// Builds HNSW indexes for what was written so far and merges small segments. Without
-    /// it searches scan every point, which is fine for a few thousand chunks; call it after bulk loads.
-    pub fn optimize(&self) -> Result<bool, StoreError> {
-        let _writes = self.lock_writes();
-        let shard = self.shard()?;
-        guard("optimize", || shard.optimize())?.map_err(points::backend("optimize"))
-    }
-
     fn shard(&self) -> Result<&EdgeShard, StoreError> {
         self.shard
             .as_ref()
@@ -218,6 +210,13 @@ impl EdgeStore {
 }
 
 impl VectorStore for EdgeStore {
+    /// Builds HNSW and sparse indexes for what was written so far and merges small segments.
+    fn optimize(&self) -> Result<(), StoreError> {
+        let _writes = self.lock_writes();
+        let shard = self.shard()?;
+        guard("optimize", || shard.optimize())?.map_err(points::backend("optimize")).map(drop)
+    }
+
     fn ensure_collection(&self) -> Result<(), StoreError> {
         let _writes = self.lock_writes();
         let schema = self.shard()?.info().payload_schema;
