@@ -18,6 +18,7 @@
 //! [policy_prefix]                     # optional trained artifact
 //! file = "policy-prefix/tensors.safetensors"
 //! base_model_fingerprint = "llama:<sha256>"
+//! sha256 = "<sha256 of the file>"    # optional; the version is refused when the file differs
 //! [tone_soft_prompt]                  # optional, same fields
 //! ```
 
@@ -89,6 +90,10 @@ pub(crate) struct GenerationFile {
 pub(crate) struct ArtifactFile {
     pub file: PathBuf,
     pub base_model_fingerprint: String,
+    /// The tensors file's sha256 when the version was published: a version is immutable, so a file
+    /// that no longer matches is refused when the version is read (PublishBundle always writes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 /// A trained artifact of a bundle version: where its tensors are, its manifest when the trainer's
@@ -183,6 +188,13 @@ pub fn read_version(dir: &Path, key: &BundleKey, version: u32) -> Result<Version
         let manifest =
             tensors_path.parent().and_then(|artifact_dir| artifact::read_manifest(artifact_dir).ok());
         let sha256 = hex(&Sha256::digest(&tensor_bytes));
+        if let Some(pinned) = entry.sha256.as_deref().filter(|pinned| *pinned != sha256) {
+            return Err(invalid(format!(
+                "{name}: artifact {} has sha256 {sha256}, the version pins {pinned}: changed after it was \
+                 published (publish a new version instead)",
+                tensors_path.display()
+            )));
+        }
         artifacts.push(ArtifactInfo {
             kind,
             reference: ArtifactRef {
@@ -306,6 +318,23 @@ mod tests {
         );
         let err = scan(dir.path()).unwrap_err().to_string();
         assert!(err.contains("eu/v1/bundle.toml") && err.contains("gone.safetensors"), "{err}");
+    }
+
+    #[test]
+    fn an_artifact_that_no_longer_matches_its_pinned_sha256_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "eu/v1/prefix.safetensors", "as published");
+        let pinned = hex(&Sha256::digest(b"as published"));
+        let toml = format!(
+            "system_text = \"x\"\n[policy_prefix]\nfile = \"prefix.safetensors\"\n\
+             base_model_fingerprint = \"llama:0\"\nsha256 = \"{pinned}\"\n"
+        );
+        write(dir.path(), "eu/v1/bundle.toml", &toml);
+        let found = scan(dir.path()).unwrap();
+        assert_eq!(found[&key("eu", None)][&1].artifacts[0].sha256, pinned);
+        write(dir.path(), "eu/v1/prefix.safetensors", "edited in place");
+        let err = scan(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("pins") && err.contains(&pinned), "{err}");
     }
 
     #[test]

@@ -502,6 +502,7 @@ fn write_version(
         let entry = ArtifactFile {
             file: std::path::Path::new(sub).join(TENSORS_FILE),
             base_model_fingerprint: a.manifest.base_model_fingerprint.clone(),
+            sha256: Some(hex(&Sha256::digest(&a.bytes))),
         };
         match a.kind {
             Kind::Prefix => policy_prefix = Some(entry),

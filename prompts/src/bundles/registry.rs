@@ -71,7 +71,8 @@ pub struct ChangeBy {
 pub struct Reloaded {
     /// New versions, as `region[/brand]@version`.
     pub added: Vec<String>,
-    /// Versions whose files changed on disk (refused: they keep serving what they were).
+    /// Versions whose files changed on disk (refused: the registry keeps what it read; a request
+    /// that needs an edited artifact loaded again is refused by its sha256 check).
     pub changed: Vec<String>,
 }
 
@@ -480,7 +481,7 @@ impl Registry {
                 .append(&AuditEntry::new(AuditAction::Reload, &key, 0, version).by(&by.actor, &by.reason))?;
         }
         if !reloaded.changed.is_empty() {
-            tracing::warn!(versions = ?reloaded.changed, "bundle versions changed on disk; published versions are immutable, the loaded ones keep serving");
+            tracing::warn!(versions = ?reloaded.changed, "bundle versions changed on disk; published versions are immutable: the registry keeps what it read, and an edited artifact is refused when it is loaded again");
         }
         self.start_new_keys()?;
         Ok(reloaded)

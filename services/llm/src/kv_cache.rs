@@ -31,7 +31,8 @@ impl LayerKv {
 
 /// Keys and values per layer. Cloning shares the tensors: clone a cache only while it grows by
 /// concatenation (which never writes to existing tensors); take an [`KvCache::in_place_copy`] to
-/// write in place.
+/// write in place. Two clones of an in-place cache would write into one buffer: never clone one
+/// (the engine and the bench move theirs).
 #[derive(Debug, Clone)]
 pub struct KvCache {
     layers: Vec<Option<LayerKv>>,

@@ -58,7 +58,7 @@ fn report(model: &LoadedModel, bandwidth: f64) -> anyhow::Result<()> {
     forward(model, &plan.tail, &mut cache, LogitsAt::Last)?;
     forward(model, &[first], &mut cache, LogitsAt::Last)?;
     let ttft_warm = started.elapsed().as_secs_f64();
-    let after_prompt = cache.clone();
+    let after_prompt = cache;
 
     // Decode: single-token steps after the prompt, written in place (as served), then the same
     // steps on a cache that concatenates (as training does), for the ratio in one run.
