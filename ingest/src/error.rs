@@ -23,6 +23,10 @@ pub enum IngestError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Embed(#[from] EmbedError),
+    /// Another ingest or delete of the document held it for longer than a write can take (a store
+    /// call hung): refused instead of waiting forever.
+    #[error("document {doc_id:?} is held by another ingest or delete for over {waited_secs} s; try again")]
+    Busy { doc_id: String, waited_secs: u64 },
     /// A blocking task died (panicked or was cancelled) before it answered.
     #[error("ingestion task failed: {0}")]
     Task(String),
@@ -58,6 +62,7 @@ impl From<IngestError> for ServiceError {
                 EmbedError::InvalidInput { .. } => ServiceError::invalid("content", err.to_string()),
                 EmbedError::Inference { .. } => ServiceError::Internal(err.to_string()),
             },
+            err @ IngestError::Busy { .. } => ServiceError::Unavailable(err.to_string()),
             IngestError::Task(reason) => ServiceError::Internal(reason),
         }
     }

@@ -192,7 +192,7 @@ impl Pipeline {
     /// between that ingest's decision and its write would be undone by the write, or would take the
     /// chunks it just reported as ingested.
     pub fn delete_document(&self, doc_id: &str) -> Result<u64, IngestError> {
-        let _claim = self.claims.claim(doc_id);
+        let _claim = self.claims.claim(doc_id)?;
         crate::catalog::delete(self.store.as_ref(), doc_id)
     }
 
@@ -320,7 +320,7 @@ impl Pipeline {
         let file_name = document.file_name.clone();
         let Prepared { loaded, meta, content_sha256 } = self.prepare(document, doc_id_out)?;
         // Held from reading the stored versions until the write is done (or the document fails).
-        let claim = self.claims.claim(&meta.doc_id);
+        let claim = self.claims.claim(&meta.doc_id)?;
         self.store.ensure_collection()?;
         let stored = self.store.document_summary(&meta.doc_id)?;
         let versions = stored.map(|d| d.versions).unwrap_or_default();
