@@ -2,8 +2,10 @@
 //! the tokenizer and chat template they carry, and a llama forward pass that takes input embeddings
 //! and a per-layer prefix of keys/values, is differentiable end to end, and decodes with a KV cache.
 
+mod bandwidth;
 pub mod chat;
 pub mod config;
+mod decode;
 mod error;
 mod frozen;
 mod fused;
@@ -11,9 +13,11 @@ pub mod gguf;
 mod kv_cache;
 pub mod loader;
 pub mod model;
+mod q8;
 pub mod tokenizer;
 pub mod weights;
 
+pub use bandwidth::memory_read_bandwidth;
 pub use chat::{ChatTemplate, Message, Role};
 pub use config::{LlamaConfig, RopeStyle};
 pub use error::LlmError;

@@ -86,6 +86,12 @@ impl Llama {
         &self.weights
     }
 
+    /// Bytes of the Q8_0 decode weights (every matrix and the LM head, quants and scales): what a
+    /// one-token serving step reads besides the KV cache. None without them ([`crate::ServingFormat::F32`]).
+    pub fn decode_weight_bytes(&self) -> Option<usize> {
+        self.weights.decode.as_ref().map(|decode| decode.size_bytes())
+    }
+
     /// The token embedding table, `[vocab, hidden]` (read-only; e.g. to initialise a soft prompt).
     pub fn embedding_table(&self) -> &Tensor {
         &self.weights.embed
@@ -99,6 +105,8 @@ impl Llama {
     }
 
     /// Runs `embeds` (`[batch, tokens, hidden]`) after what `cache` holds, appending to the cache.
+    /// A one-token serving step of one sequence runs on the Q8_0 decode weights when the model has
+    /// them ([`crate::decode`]).
     pub fn forward(
         &self,
         embeds: &Tensor,
@@ -119,6 +127,16 @@ impl Llama {
                 expected: vec![self.config.num_layers],
                 actual: vec![cache.num_layers()],
             });
+        }
+        if let Some(decode) = &self.weights.decode
+            && options == ForwardOptions::SERVE_LAST
+            && embeds.dims3()? == (1, 1, self.config.hidden_size)
+        {
+            let x = embeds.flatten_all()?.to_vec1()?;
+            let angles = (self.cos.get(start)?.to_vec1()?, self.sin.get(start)?.to_vec1()?);
+            let logits = decode.step(&self.config, x, (&angles.0, &angles.1), cache)?;
+            let vocab = logits.len();
+            return Ok(Tensor::from_vec(logits, (1, vocab), &Device::Cpu)?);
         }
         let step = Step { model: self, start, tokens, differentiable: options.differentiable };
         let mask = step.causal_mask()?;
@@ -155,14 +173,9 @@ struct Step<'a> {
 }
 
 impl Step<'_> {
-    /// Single-token serving steps may use the quantized decode weights; training never computes a
-    /// weight gradient.
+    /// Training never computes a weight gradient.
     fn pass(&self) -> Pass {
-        match (self.differentiable, self.tokens) {
-            (true, _) => Pass::Train,
-            (false, 1) => Pass::Decode,
-            (false, _) => Pass::Prefill,
-        }
+        if self.differentiable { Pass::Train } else { Pass::Prefill }
     }
 
     /// `[tokens, start + tokens]`: 0 where a query may attend, -inf after its own position. Cached
@@ -247,8 +260,9 @@ impl Step<'_> {
         let total = k.dim(2)?;
 
         // Query heads of one group share a key/value head: [b, kv, group * tokens, d].
-        let q = q.reshape((batch, kv_heads, group * tokens, head_dim))?;
-        let scores = (q.matmul(&k.t()?)? * (1.0 / (head_dim as f64).sqrt()))?;
+        // Scaled before the product: the query is `tokens` rows, the scores `tokens x total`.
+        let q = (q.reshape((batch, kv_heads, group * tokens, head_dim))? * (1.0 / (head_dim as f64).sqrt()))?;
+        let scores = q.matmul(&k.t()?)?;
         let weights = self
             .attention_weights(&scores.reshape((batch, kv_heads, group, tokens, total))?, mask)?
             .reshape((batch, kv_heads, group * tokens, total))?;

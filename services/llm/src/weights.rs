@@ -1,26 +1,23 @@
 //! The frozen weights of a llama-family model, loaded from a GGUF file or a Hugging Face safetensors
 //! directory. Every matrix is kept in f32 (training and multi-token prefill use it: candle's f32 gemm is
-//! fast for many rows and carries gradients to the inputs). With [`ServingFormat::Q8_0`] each matrix
-//! also gets a Q8_0 copy used only for one-token decode steps, which read the weights once per token
-//! and are bound by memory bandwidth: Q8_0 reads ~3.8x fewer bytes than f32.
+//! fast for many rows and carries gradients to the inputs). With [`ServingFormat::Q8_0`] the model
+//! also gets a Q8_0 copy ([`DecodeWeights`]) used only by one-token serving steps, which read the
+//! weights once per token and are bound by memory bandwidth: Q8_0 reads ~3.8x fewer bytes than f32.
 //!
 //! Nothing here is a `Var` and no API hands out a mutable tensor: the base model cannot change.
 
 use std::{collections::HashMap, io::BufReader, path::Path};
 
-use candle_core::{
-    DType, Device, Tensor,
-    quantized::{GgmlDType, QMatMul, QTensor, gguf_file::Content},
-};
+use candle_core::{DType, Device, Tensor, quantized::gguf_file::Content};
 
-use crate::{LlmError, config::LlamaConfig, frozen::FrozenMatmul};
+use crate::{LlmError, config::LlamaConfig, decode::DecodeWeights, frozen::FrozenMatmul};
 
 /// Which weights one-token decode steps multiply with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ServingFormat {
     /// The f32 weights for everything.
     F32,
-    /// A Q8_0 copy of every matrix for decode steps; f32 for prefill and training.
+    /// A Q8_0 copy of every matrix for one-token serving steps; f32 for prefill and training.
     Q8_0,
 }
 
@@ -36,10 +33,8 @@ impl ServingFormat {
 /// How a projection multiplies: chosen per forward call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Pass {
-    /// A one-token serving step: the quantized copy when there is one (decode is bound by memory
-    /// bandwidth, so fewer bytes per weight is what counts).
-    Decode,
-    /// Multi-token serving (prefill): the f32 gemm; nothing needs a backward pass.
+    /// Serving (prefill, and one-token steps without Q8_0 decode weights): the f32 gemm; nothing
+    /// needs a backward pass.
     Prefill,
     /// Training: the f32 gemm, recording a backward pass to the input only (see [`FrozenMatmul`]).
     Train,
@@ -51,39 +46,22 @@ pub(crate) struct Linear {
     /// `[out, in]`, f32.
     pub weight: Tensor,
     pub bias: Option<Tensor>,
-    decode: Option<QMatMul>,
 }
 
 impl Linear {
-    fn new(weight: Tensor, bias: Option<Tensor>, format: ServingFormat) -> Result<Self, LlmError> {
-        let decode = match format {
-            ServingFormat::F32 => None,
-            ServingFormat::Q8_0 => {
-                Some(QMatMul::QTensor(std::sync::Arc::new(QTensor::quantize(&weight, GgmlDType::Q8_0)?)))
-            }
-        };
-        Ok(Self { weight, bias, decode })
-    }
-
     /// `x`: `[..., in]`.
     pub fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor, LlmError> {
-        let y = match (&self.decode, pass) {
-            (Some(quantized), Pass::Decode) => x.apply(quantized)?,
-            _ => {
-                let dims = x.dims().to_vec();
-                let (rows, inner) = (x.elem_count() / dims[dims.len() - 1], dims[dims.len() - 1]);
-                let rows_x = x.reshape((rows, inner))?;
-                let out = if pass == Pass::Train {
-                    rows_x.contiguous()?.apply_op1(FrozenMatmul { weight: self.weight.clone() })?
-                } else {
-                    rows_x.matmul(&self.weight.t()?)?
-                };
-                let mut out_dims = dims;
-                let last = out_dims.len() - 1;
-                out_dims[last] = self.weight.dim(0)?;
-                out.reshape(out_dims)?
-            }
+        let dims = x.dims().to_vec();
+        let (rows, inner) = (x.elem_count() / dims[dims.len() - 1], dims[dims.len() - 1]);
+        let rows_x = x.reshape((rows, inner))?;
+        let out = match pass {
+            Pass::Train => rows_x.contiguous()?.apply_op1(FrozenMatmul { weight: self.weight.clone() })?,
+            Pass::Prefill => rows_x.matmul(&self.weight.t()?)?,
         };
+        let mut out_dims = dims;
+        let last = out_dims.len() - 1;
+        out_dims[last] = self.weight.dim(0)?;
+        let y = out.reshape(out_dims)?;
         match &self.bias {
             Some(bias) => Ok(y.broadcast_add(bias)?),
             None => Ok(y),
@@ -104,13 +82,15 @@ pub(crate) struct Block {
     pub down: Linear,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Weights {
     /// `[vocab, hidden]`.
     pub embed: Tensor,
     pub blocks: Vec<Block>,
     pub norm: Tensor,
     pub lm_head: Linear,
+    /// The Q8_0 copy for one-token serving steps ([`ServingFormat::Q8_0`]).
+    pub decode: Option<DecodeWeights>,
 }
 
 /// Where tensors come from, under the names of one convention.
@@ -248,7 +228,7 @@ impl Weights {
                 } else {
                     None
                 };
-                Linear::new(weight, bias, format)
+                Ok(Linear { weight, bias })
             };
             let q = linear("q", [q_out, h])?;
             let k = linear("k", [kv, h])?;
@@ -264,8 +244,12 @@ impl Weights {
         let norm = source.take(naming.norm)?;
         // Tied embeddings (SmolLM2) have no output matrix: the embedding table is the LM head.
         let output = source.take_optional(naming.output)?.unwrap_or_else(|| embed.clone());
-        let lm_head = Linear::new(output, None, format)?;
-        Ok(Self { embed, blocks, norm, lm_head })
+        let lm_head = Linear { weight: output, bias: None };
+        let mut weights = Self { embed, blocks, norm, lm_head, decode: None };
+        if format == ServingFormat::Q8_0 {
+            weights.decode = Some(DecodeWeights::quantize(&weights)?);
+        }
+        Ok(weights)
     }
 
     /// Every weight tensor with a stable name, for hashing (the frozen-weights check).

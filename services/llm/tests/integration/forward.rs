@@ -29,27 +29,30 @@ fn decoding_through_the_cache_equals_one_full_pass() {
     assert!(diff <= 1e-3, "cache continuation differs by {diff}");
 }
 
+/// On the f32 tensor path and on the Q8_0 decode step (which reads a buffer's filled positions
+/// through its strides, and a concatenated cache whole).
 #[test]
 fn an_in_place_cache_decodes_like_a_concatenating_one_and_leaves_the_head_it_came_from_alone() {
-    let model = smollm();
-    let ids = chat_ids(model, "Do you ship to Ireland?");
-    let layers = model.model.config().num_layers;
-    let (head, tail) = ids.split_at(ids.len() - 4);
-    let mut head_cache = KvCache::new(layers);
-    last_logits(model, head, &mut head_cache);
-    let untouched = last_logits(model, &tail[..1], &mut head_cache.clone());
-    let mut concatenating = head_cache.clone();
-    // Room for 2 only: the third step outgrows the buffers and continues in bigger ones.
-    let mut in_place = head_cache.in_place_copy(2).unwrap();
-    for step in tail.chunks(1) {
-        let expected = last_logits(model, step, &mut concatenating);
-        let got = last_logits(model, step, &mut in_place);
-        assert!(max_abs_diff(&expected, &got) <= 1e-5, "step {step:?}");
+    for model in [smollm(), smollm_q8()] {
+        let ids = chat_ids(model, "Do you ship to Ireland?");
+        let layers = model.model.config().num_layers;
+        let (head, tail) = ids.split_at(ids.len() - 4);
+        let mut head_cache = KvCache::new(layers);
+        last_logits(model, head, &mut head_cache);
+        let untouched = last_logits(model, &tail[..1], &mut head_cache.clone());
+        let mut concatenating = head_cache.clone();
+        // Room for 2 only: the third step outgrows the buffers and continues in bigger ones.
+        let mut in_place = head_cache.in_place_copy(2).unwrap();
+        for step in tail.chunks(1) {
+            let expected = last_logits(model, step, &mut concatenating);
+            let got = last_logits(model, step, &mut in_place);
+            assert!(max_abs_diff(&expected, &got) <= 1e-5, "{}: step {step:?}", model.format.name());
+        }
+        assert_eq!(in_place.len(), ids.len());
+        // The shared head was never written to: it still continues exactly as before.
+        let again = last_logits(model, &tail[..1], &mut head_cache.clone());
+        assert!(max_abs_diff(&again, &untouched) <= 1e-6);
     }
-    assert_eq!(in_place.len(), ids.len());
-    // The shared head was never written to: it still continues exactly as before.
-    let again = last_logits(model, &tail[..1], &mut head_cache.clone());
-    assert!(max_abs_diff(&again, &untouched) <= 1e-6);
 }
 
 #[test]

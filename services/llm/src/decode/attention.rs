@@ -1,0 +1,227 @@
+//! One token's attention over the KV cache, for decode steps.
+//!
+//! The cache is the largest thing a step reads after the weights (at ~800 positions, ~40 MB per
+//! token for SmolLM2-135M, a quarter of its Q8_0 weights), so it is read once: the positions are
+//! split between the pool's threads (each computing, for every query head, a partial softmax: its
+//! maximum score, the sum of its exponentials and the weighted sum of its values, then merged), and
+//! each key/value row is loaded once for all the query heads of its group.
+
+// One unsafe call: entering code compiled for CPU features detected at run time.
+#![allow(unsafe_code)]
+
+use std::sync::{Mutex, PoisonError};
+
+use candle_core::{Layout, Storage, Tensor, utils::barrier_pool};
+
+use crate::{LlmError, config::LlamaConfig};
+
+/// Position ranges per step: a few per thread, so a thread that finishes early takes another.
+const SPLITS: usize = 8;
+
+/// Values ahead of the row being read to prefetch (as the weights' products do, see `crate::q8`).
+const PREFETCH_AHEAD: usize = 2048;
+
+/// Attention of one token's query heads `q` (`heads * head_dim`) over `keys`/`values`
+/// (`[1, kv_heads, positions, head_dim]`, views of in-place buffers or whole tensors), into `out`.
+pub(super) fn attend(
+    q: &[f32],
+    (keys, values): (&Tensor, &Tensor),
+    c: &LlamaConfig,
+    out: &mut [f32],
+) -> Result<(), LlmError> {
+    let (key_store, key_layout) = keys.storage_and_layout();
+    let (value_store, value_layout) = values.storage_and_layout();
+    let (Storage::Cpu(key_data), Storage::Cpu(value_data)) = (&*key_store, &*value_store) else {
+        return Err(LlmError::Unsupported("decode steps run on the CPU".into()));
+    };
+    let cache = Cached {
+        keys: HeadRows::new(key_data.as_slice::<f32>()?, key_layout, c)?,
+        values: HeadRows::new(value_data.as_slice::<f32>()?, value_layout, c)?,
+    };
+    let positions = cache.keys.positions;
+    let splits = SPLITS.min(positions).max(1);
+    let partials: Vec<Mutex<Partial>> = (0..splits).map(|_| Mutex::new(Partial::new(c))).collect();
+    let query = Query { q, heads: c.num_heads, group: c.kv_group(), head_dim: c.head_dim };
+    barrier_pool().execute_chunked(splits, |range| {
+        for split in range {
+            let span = split * positions / splits..(split + 1) * positions / splits;
+            let mut partial = partials[split].lock().unwrap_or_else(PoisonError::into_inner);
+            attend_span(&query, &cache, span, &mut partial);
+        }
+    });
+    let partials: Vec<Partial> =
+        partials.into_iter().map(|p| p.into_inner().unwrap_or_else(PoisonError::into_inner)).collect();
+    merge(&partials, c.head_dim, out);
+    Ok(())
+}
+
+struct Query<'a> {
+    q: &'a [f32],
+    heads: usize,
+    group: usize,
+    head_dim: usize,
+}
+
+struct Cached<'a> {
+    keys: HeadRows<'a>,
+    values: HeadRows<'a>,
+}
+
+/// One span of positions' share of every query head's softmax.
+struct Partial {
+    /// Per head: the largest score in the span.
+    max: Vec<f32>,
+    /// Per head: the sum of `exp(score - max)`.
+    sum: Vec<f32>,
+    /// Per head: the sum of `exp(score - max) * value`, `heads * head_dim`.
+    weighted: Vec<f32>,
+}
+
+impl Partial {
+    fn new(c: &LlamaConfig) -> Self {
+        Self {
+            max: vec![f32::NEG_INFINITY; c.num_heads],
+            sum: vec![0.0; c.num_heads],
+            weighted: vec![0.0; c.num_heads * c.head_dim],
+        }
+    }
+}
+
+fn attend_span(query: &Query, cache: &Cached, span: std::ops::Range<usize>, partial: &mut Partial) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has the features the function is compiled for (checked just above).
+        return unsafe { attend_span_avx2(query, cache, span, partial) };
+    }
+    attend_span_portable(query, cache, span, partial)
+}
+
+/// The same code compiled for AVX2 + FMA: the binary targets baseline x86-64, where these loops
+/// vectorise to 4-wide SSE only.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn attend_span_avx2(query: &Query, cache: &Cached, span: std::ops::Range<usize>, partial: &mut Partial) {
+    attend_span_portable(query, cache, span, partial)
+}
+
+#[inline(always)]
+fn attend_span_portable(query: &Query, cache: &Cached, span: std::ops::Range<usize>, partial: &mut Partial) {
+    let Query { q, heads, group, head_dim } = *query;
+    let scale = 1.0 / (head_dim as f32).sqrt();
+    let len = span.len();
+    // Scores of the group's query heads, one row of `len` per head.
+    let mut scores = vec![0f32; group * len];
+    for kv_head in 0..heads / group {
+        let first = kv_head * group;
+        for (i, p) in span.clone().enumerate() {
+            let key = cache.keys.row(kv_head, p);
+            crate::q8::prefetch(key.as_ptr().wrapping_add(PREFETCH_AHEAD));
+            for g in 0..group {
+                let head = first + g;
+                scores[g * len + i] = dot(&q[head * head_dim..(head + 1) * head_dim], key) * scale;
+            }
+        }
+        for g in 0..group {
+            let row = &mut scores[g * len..(g + 1) * len];
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0;
+            for s in row.iter_mut() {
+                *s = (*s - max).exp();
+                sum += *s;
+            }
+            partial.max[first + g] = max;
+            partial.sum[first + g] = sum;
+        }
+        let weighted = &mut partial.weighted[first * head_dim..(first + group) * head_dim];
+        for (i, p) in span.clone().enumerate() {
+            let value = cache.values.row(kv_head, p);
+            crate::q8::prefetch(value.as_ptr().wrapping_add(PREFETCH_AHEAD));
+            for (g, out) in weighted.chunks_exact_mut(head_dim).enumerate() {
+                let weight = scores[g * len + i];
+                for (o, v) in out.iter_mut().zip(value) {
+                    *o = weight.mul_add(*v, *o);
+                }
+            }
+        }
+    }
+}
+
+/// Combines the spans' partial softmaxes into each head's attention output.
+fn merge(partials: &[Partial], head_dim: usize, out: &mut [f32]) {
+    for (head, out) in out.chunks_exact_mut(head_dim).enumerate() {
+        let max = partials.iter().map(|p| p.max[head]).fold(f32::NEG_INFINITY, f32::max);
+        out.fill(0.0);
+        let mut total = 0.0;
+        for partial in partials {
+            // An empty span has max -inf: its factor is 0.
+            let factor = (partial.max[head] - max).exp();
+            total += factor * partial.sum[head];
+            for (o, w) in out.iter_mut().zip(&partial.weighted[head * head_dim..(head + 1) * head_dim]) {
+                *o += factor * w;
+            }
+        }
+        for o in out.iter_mut() {
+            *o /= total;
+        }
+    }
+}
+
+/// Rows of `head_dim` values of a `[1, kv_heads, positions, head_dim]` tensor whose last dimension
+/// is contiguous (a whole tensor, or a view of a buffer's first positions).
+struct HeadRows<'a> {
+    data: &'a [f32],
+    offset: usize,
+    head_stride: usize,
+    position_stride: usize,
+    positions: usize,
+    head_dim: usize,
+}
+
+impl<'a> HeadRows<'a> {
+    fn new(data: &'a [f32], layout: &Layout, c: &LlamaConfig) -> Result<Self, LlmError> {
+        let (dims, stride) = (layout.dims(), layout.stride());
+        let fits = dims.len() == 4
+            && dims[0] == 1
+            && dims[1] == c.num_kv_heads
+            && dims[2] > 0
+            && dims[3] == c.head_dim
+            && stride[3] == 1;
+        if !fits {
+            return Err(LlmError::Shape {
+                what: "KV cache layer in a decode step".into(),
+                expected: vec![1, c.num_kv_heads, dims.get(2).copied().unwrap_or(1).max(1), c.head_dim],
+                actual: dims.to_vec(),
+            });
+        }
+        Ok(Self {
+            data,
+            offset: layout.start_offset(),
+            head_stride: stride[1],
+            position_stride: stride[2],
+            positions: dims[2],
+            head_dim: c.head_dim,
+        })
+    }
+
+    #[inline(always)]
+    fn row(&self, head: usize, position: usize) -> &'a [f32] {
+        let start = self.offset + head * self.head_stride + position * self.position_stride;
+        &self.data[start..start + self.head_dim]
+    }
+}
+
+/// Independent partial sums (as many as four 8-wide registers hold), so the loop vectorises and
+/// the additions do not wait on each other.
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    const LANES: usize = 32;
+    let mut sums = [0.0f32; LANES];
+    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = a_chunks.remainder().iter().zip(b_chunks.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in a_chunks.zip(b_chunks) {
+        for i in 0..LANES {
+            sums[i] = x[i].mul_add(y[i], sums[i]);
+        }
+    }
+    sums.iter().sum::<f32>() + tail
+}
