@@ -5,7 +5,11 @@
 //! in closed form from the input (or the output), storing nothing else. None of them computes a
 //! gradient for the frozen tensors they hold (norm weights, rotary tables, masks).
 
-use candle_core::{CpuStorage, CustomOp1, D, DType, Device, Layout, Shape, Tensor, backend::BackendStorage};
+use std::sync::{Mutex, PoisonError};
+
+use candle_core::{
+    CpuStorage, CustomOp1, D, DType, Device, Layout, Shape, Storage, Tensor, backend::BackendStorage,
+};
 
 use crate::config::RopeStyle;
 
@@ -108,6 +112,84 @@ impl CustomOp1 for MaskedSoftmax {
         let p = p.detach();
         let inner = (grad * &p)?.sum_keepdim(D::Minus1)?;
         Ok(Some((grad.broadcast_sub(&inner)? * p)?))
+    }
+}
+
+/// The gated feed-forward block `y = (silu(h Wg^T) * h Wu^T) Wd^T` of `h` `[rows, hidden]`, with the
+/// gradient to `h` only. As separate ops it is five graph nodes, and candle's backward creates a
+/// zero tensor and adds into it for every one of them (`[rows, intermediate]`-sized, the largest
+/// activations of a layer), then differentiates silu and the product op by op; here the backward is
+/// two elementwise passes and three products. The forward keeps the two projections for it (candle
+/// hands a custom op's backward only its input and output).
+pub(crate) struct GatedMlp {
+    /// `[intermediate, hidden]`.
+    gate: Tensor,
+    /// `[intermediate, hidden]`.
+    up: Tensor,
+    /// `[hidden, intermediate]`.
+    down: Tensor,
+    /// `h Wg^T` and `h Wu^T` of the forward pass.
+    projections: Mutex<Option<(Tensor, Tensor)>>,
+}
+
+impl GatedMlp {
+    pub(crate) fn new(gate: &Tensor, up: &Tensor, down: &Tensor) -> Self {
+        Self { gate: gate.clone(), up: up.clone(), down: down.clone(), projections: Mutex::new(None) }
+    }
+}
+
+impl CustomOp1 for GatedMlp {
+    fn name(&self) -> &'static str {
+        "gated-mlp"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let h = input_tensor(storage, layout, self.name())?;
+        let gate = h.matmul(&self.gate.t()?)?;
+        let up = h.matmul(&self.up.t()?)?;
+        let y = (gate.silu()? * &up)?.matmul(&self.down.t()?)?;
+        *self.projections.lock().unwrap_or_else(PoisonError::into_inner) = Some((gate, up));
+        output_storage(&y)
+    }
+
+    fn bwd(&self, _h: &Tensor, _y: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let (gate, up) = self
+            .projections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .ok_or_else(|| candle_core::Error::Msg("gated-mlp: backward before forward".into()))?;
+        let activation_grad = grad.contiguous()?.matmul(&self.down)?;
+        // With s = sigmoid(g): silu(g) = g s, silu'(g) = s (1 + g (1 - s)).
+        //   d/dg = a_grad * u * silu'(g),   d/du = a_grad * silu(g)
+        let (a_storage, a_layout) = activation_grad.storage_and_layout();
+        let (g_storage, g_layout) = gate.storage_and_layout();
+        let (u_storage, u_layout) = up.storage_and_layout();
+        let (a_grad, g, u) = (
+            f32_values(&a_storage, a_layout)?,
+            f32_values(&g_storage, g_layout)?,
+            f32_values(&u_storage, u_layout)?,
+        );
+        let (mut gate_grad, mut up_grad) = (vec![0f32; g.len()], vec![0f32; u.len()]);
+        for i in 0..g.len() {
+            let s = 1.0 / (1.0 + (-g[i]).exp());
+            gate_grad[i] = a_grad[i] * u[i] * s * (1.0 + g[i] * (1.0 - s));
+            up_grad[i] = a_grad[i] * g[i] * s;
+        }
+        let gate_grad = Tensor::from_vec(gate_grad, gate.shape(), &Device::Cpu)?;
+        let up_grad = Tensor::from_vec(up_grad, up.shape(), &Device::Cpu)?;
+        Ok(Some((gate_grad.matmul(&self.gate)? + up_grad.matmul(&self.up)?)?))
+    }
+}
+
+/// The values of a contiguous f32 CPU tensor's storage, borrowed rather than copied.
+fn f32_values<'a>(storage: &'a Storage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
+    let (start, end) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("expected a contiguous tensor".into()))?;
+    match storage {
+        Storage::Cpu(CpuStorage::F32(values)) => Ok(&values[start..end]),
+        _ => Err(candle_core::Error::Msg("expected f32 values on the CPU".into())),
     }
 }
 
@@ -219,6 +301,18 @@ mod tests {
             &[2, 3, 2, 5],
             |x| x.apply_op1(MaskedSoftmax { mask: Some(mask.clone()) }),
             |x| candle_nn::ops::softmax(&x.broadcast_add(&mask)?, D::Minus1),
+        )
+    }
+
+    #[test]
+    fn the_gated_mlp_matches_the_composed_block() -> candle_core::Result<()> {
+        let gate = Tensor::randn(0f32, 0.5, (12, 8), &Device::Cpu)?;
+        let up = Tensor::randn(0f32, 0.5, (12, 8), &Device::Cpu)?;
+        let down = Tensor::randn(0f32, 0.5, (8, 12), &Device::Cpu)?;
+        check(
+            &[5, 8],
+            |h| h.apply_op1(GatedMlp::new(&gate, &up, &down)),
+            |h| (h.matmul(&gate.t()?)?.silu()? * h.matmul(&up.t()?)?)?.matmul(&down.t()?),
         )
     }
 

@@ -16,7 +16,7 @@ use candle_core::{DType, Device, Tensor};
 use crate::{
     LlmError,
     config::{LlamaConfig, RopeStyle},
-    fused,
+    fused::{self, GatedMlp},
     kv_cache::KvCache,
     weights::{Block, Pass, Weights},
 };
@@ -235,6 +235,12 @@ impl Step<'_> {
         let attn = self.attention(block, &self.rms_norm(x, &block.attn_norm)?, layer_cache, mask)?;
         let x = (x + attn)?;
         let h = self.rms_norm(&x, &block.ffn_norm)?;
+        if self.differentiable {
+            let (batch, tokens, hidden) = h.dims3()?;
+            let mlp = GatedMlp::new(&block.gate.weight, &block.up.weight, &block.down.weight);
+            let out = h.reshape((batch * tokens, hidden))?.contiguous()?.apply_op1(mlp)?;
+            return Ok((x + out.reshape((batch, tokens, hidden))?)?);
+        }
         let pass = self.pass();
         let gated = (block.gate.forward(&h, pass)?.silu()? * block.up.forward(&h, pass)?)?;
         Ok((x + block.down.forward(&gated, pass)?)?)
