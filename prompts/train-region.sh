@@ -13,5 +13,5 @@ common=(--data "prompts/data/$region/train.jsonl" --steps "$steps" --batch-size 
 # The artifact directories must not exist yet (a finished artifact is never overwritten silently).
 "$rudder" prompts train prefix "${common[@]}" --out "$out/policy-prefix"
 "$rudder" prompts train soft "${common[@]}" --out "$out/tone-soft-prompt" --with "$out/policy-prefix"
-"$rudder" prompts eval --region "$region" --limit "${EVAL_LIMIT:-16}" --max-new-tokens 64 \
+"$rudder" prompts eval --region "$region" ${EVAL_LIMIT:+--limit "$EVAL_LIMIT"} --max-new-tokens 64 \
     --chart "$out/eval.svg" --json "$out/eval.json" | tee "$out/eval.md"
