@@ -1,6 +1,6 @@
 //! One token's attention over the KV cache, for decode steps.
 //!
-//! The cache is the largest thing a step reads after the weights (at ~800 positions, ~40 MB per
+//! The cache is the largest thing a step reads after the weights (at ~800 positions, ~36 MB per
 //! token for SmolLM2-135M, a quarter of its Q8_0 weights), so it is read once: the positions are
 //! split between the pool's threads (each computing, for every query head, a partial softmax: its
 //! maximum score, the sum of its exponentials and the weighted sum of its values, then merged), and
