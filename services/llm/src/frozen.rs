@@ -6,7 +6,9 @@
 //! respect to the activations (they flow on to the prefix and soft prompt), so training multiplies
 //! through this op instead.
 
-use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor, backend::BackendStorage};
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
+
+use crate::fused::{input_tensor, output_storage};
 
 /// `x [rows, in] -> x W^T [rows, out]` for a fixed `W [out, in]`.
 pub(crate) struct FrozenMatmul {
@@ -20,25 +22,9 @@ impl CustomOp1 for FrozenMatmul {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (start, end) = layout
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("frozen-matmul needs a contiguous input".into()))?;
-        let input = match storage {
-            CpuStorage::F32(values) => &values[start..end],
-            other => {
-                return Err(candle_core::Error::UnexpectedDType {
-                    msg: "frozen-matmul input",
-                    expected: DType::F32,
-                    got: other.dtype(),
-                });
-            }
-        };
-        // Rebuilt as a constant tensor: nothing inside this op is tracked, the op itself is.
-        let x = Tensor::from_slice(input, layout.shape(), &Device::Cpu)?;
-        let y = x.matmul(&self.weight.t()?)?;
-        let shape = y.shape().clone();
-        let values = y.flatten_all()?.to_vec1::<f32>()?;
-        Ok((CpuStorage::F32(values), shape))
+        // The input rebuilt as a constant tensor: nothing inside this op is tracked, the op itself is.
+        let x = input_tensor(storage, layout, self.name())?;
+        output_storage(&x.matmul(&self.weight.t()?)?)
     }
 
     fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {

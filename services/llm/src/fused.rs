@@ -13,20 +13,33 @@ use candle_core::{
 
 use crate::config::RopeStyle;
 
-/// The op's input as a constant tensor (nothing inside an op's forward is tracked; the op is).
-fn input_tensor(storage: &CpuStorage, layout: &Layout, op: &'static str) -> candle_core::Result<Tensor> {
+/// The values of a contiguous f32 CPU storage, borrowed.
+fn contiguous_f32<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    what: &'static str,
+) -> candle_core::Result<&'a [f32]> {
     let (start, end) = layout
         .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg(format!("{op} needs a contiguous input")))?;
+        .ok_or_else(|| candle_core::Error::Msg(format!("{what} needs a contiguous input")))?;
     match storage {
-        CpuStorage::F32(values) => Tensor::from_slice(&values[start..end], layout.shape(), &Device::Cpu),
+        CpuStorage::F32(values) => Ok(&values[start..end]),
         other => {
-            Err(candle_core::Error::UnexpectedDType { msg: op, expected: DType::F32, got: other.dtype() })
+            Err(candle_core::Error::UnexpectedDType { msg: what, expected: DType::F32, got: other.dtype() })
         }
     }
 }
 
-fn output_storage(tensor: &Tensor) -> candle_core::Result<(CpuStorage, Shape)> {
+/// The op's input as a constant tensor (nothing inside an op's forward is tracked; the op is).
+pub(crate) fn input_tensor(
+    storage: &CpuStorage,
+    layout: &Layout,
+    op: &'static str,
+) -> candle_core::Result<Tensor> {
+    Tensor::from_slice(contiguous_f32(storage, layout, op)?, layout.shape(), &Device::Cpu)
+}
+
+pub(crate) fn output_storage(tensor: &Tensor) -> candle_core::Result<(CpuStorage, Shape)> {
     let shape = tensor.shape().clone();
     Ok((CpuStorage::F32(tensor.flatten_all()?.to_vec1::<f32>()?), shape))
 }
@@ -184,12 +197,9 @@ impl CustomOp1 for GatedMlp {
 
 /// The values of a contiguous f32 CPU tensor's storage, borrowed rather than copied.
 fn f32_values<'a>(storage: &'a Storage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
-    let (start, end) = layout
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg("expected a contiguous tensor".into()))?;
     match storage {
-        Storage::Cpu(CpuStorage::F32(values)) => Ok(&values[start..end]),
-        _ => Err(candle_core::Error::Msg("expected f32 values on the CPU".into())),
+        Storage::Cpu(cpu) => contiguous_f32(cpu, layout, "gated-mlp backward"),
+        _ => Err(candle_core::Error::Msg("gated-mlp backward runs on the CPU".into())),
     }
 }
 

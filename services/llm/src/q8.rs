@@ -131,10 +131,17 @@ type RowDots = fn([Row; 4], Row) -> [f32; 4];
 
 fn row_dots_kernel() -> RowDots {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+    if has_avx2_fma() {
         return row_dots_avx2_checked;
     }
     row_dots_portable
+}
+
+/// Whether the CPU runs the AVX2 + FMA code paths of the decode step (detected once, then cached by
+/// the standard library).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn has_avx2_fma() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
 fn row_dots_portable(rows: [Row; 4], x: Row) -> [f32; 4] {

@@ -89,7 +89,7 @@ impl Partial {
 
 fn attend_span(query: &Query, cache: &Cached, span: std::ops::Range<usize>, partial: &mut Partial) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+    if crate::q8::has_avx2_fma() {
         // SAFETY: the CPU has the features the function is compiled for (checked just above).
         return unsafe { attend_span_avx2(query, cache, span, partial) };
     }
