@@ -21,10 +21,10 @@ models:
 build:
 	$(CARGO) build --locked -p rudder-server
 
-## artifacts: train and evaluate one region's steering (make artifacts REGION=uk; ~15 min); the trainer
-## never overwrites an artifact, so delete prompts/artifacts/$(REGION)/* first to retrain a shipped one
+## artifacts: train and evaluate one region's steering for a new bundle version into
+## prompts/artifacts/$(REGION)/v$(VERSION) (make artifacts REGION=uk VERSION=4; ~30 min)
 artifacts: models build
-	RUDDER_BIN=target/debug/rudder bash prompts/train-region.sh $(REGION)
+	RUDDER_BIN=target/debug/rudder bash prompts/train-region.sh $(REGION) $(VERSION)
 
 ## lint: formatting and clippy, as reviewers expect them
 lint:

@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# Trains the shipped steering for one region: the policy prefix first, then the tone soft prompt on
-# top of it (held fixed), so the two pieces are trained to work together. Then evaluates.
-# Usage: make artifacts REGION=us|uk|eu, or prompts/train-region.sh us|uk|eu from the repository root
-# after `make models build` (the dev build runs its model code optimized).
+# Trains one region's steering for a new bundle version: the policy prefix first, then the tone soft
+# prompt on top of it (held fixed), so the two pieces are trained to work together. Then evaluates
+# them on the whole held-out set.
+# Usage: make artifacts REGION=us|uk|eu VERSION=N, or prompts/train-region.sh us|uk|eu N from the
+# repository root after `make models build` (the dev build runs its model code optimized). Writes
+# prompts/artifacts/<region>/v<N>/, which must not exist yet (a finished artifact is never overwritten:
+# a published bundle version pins its artifacts' bytes).
 set -euo pipefail
-region="${1:?usage: prompts/train-region.sh us|uk|eu}"
+region="${1:?usage: prompts/train-region.sh us|uk|eu VERSION}"
+version="${2:?usage: prompts/train-region.sh us|uk|eu VERSION}"
 rudder="${RUDDER_BIN:-target/debug/rudder}"
-steps="${STEPS:-24}"
-out="prompts/artifacts/$region"
+steps="${STEPS:-60}"
+out="prompts/artifacts/$region/v$version"
 common=(--data "prompts/data/$region/train.jsonl" --steps "$steps" --batch-size 4 --warmup-steps 3
         --eval-every 6 --checkpoint-every 6 --patience 2)
-# The artifact directories must not exist yet (a finished artifact is never overwritten silently).
+mkdir -p "$out"
 "$rudder" prompts train prefix "${common[@]}" --out "$out/policy-prefix"
 "$rudder" prompts train soft "${common[@]}" --out "$out/tone-soft-prompt" --with "$out/policy-prefix"
 "$rudder" prompts eval --region "$region" ${EVAL_LIMIT:+--limit "$EVAL_LIMIT"} --max-new-tokens 64 \
-    --chart "$out/eval.svg" --json "$out/eval.json" | tee "$out/eval.md"
+    --prefix "$out/policy-prefix" --soft-prompt "$out/tone-soft-prompt" \
+    --chart "$out/eval.svg" --json "$out/eval.json" --answers "$out/answers.jsonl" | tee "$out/eval.md"

@@ -42,7 +42,7 @@ impl RegionStyle {
 
 /// The checks for one answer. Plain booleans and strings so the eval report can show *why* an answer
 /// scored as it did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct AnswerScore {
     /// The answer quotes at least one money amount.
     pub states_amount: bool,

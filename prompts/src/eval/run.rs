@@ -10,7 +10,7 @@ use candle_core::{Device, Tensor};
 use rudder_generation::{Sampler, SamplingParams};
 use rudder_llm::{ForwardOptions, LoadedModel, LogitsAt};
 
-use super::metrics::{MetricTotals, RegionStyle, score_answer};
+use super::metrics::{AnswerScore, MetricTotals, RegionStyle, score_answer};
 use crate::train::{
     SteeringTensors, TrainError,
     data::{self, BadLines, DataFile, Example},
@@ -31,6 +31,8 @@ pub struct EvalOptions {
     pub max_new_tokens: usize,
     /// Evaluate only the first N held-out examples (None: all).
     pub limit: Option<usize>,
+    /// Which variants to run, by letter (`a`..`e`); empty: all that the artifacts allow.
+    pub variants: Vec<char>,
 }
 
 /// One variant's figures.
@@ -48,6 +50,19 @@ pub struct VariantResult {
     pub examples: usize,
     /// A few answers, for the reader to judge.
     pub samples: Vec<String>,
+    /// Every greedy answer with its score, so a figure can be traced to the answers behind it
+    /// (written by `rudder prompts eval --answers`, kept out of the summary JSON).
+    #[serde(skip)]
+    pub answers: Vec<ScoredAnswer>,
+}
+
+/// One held-out example's greedy answer under one variant, and why it scored as it did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ScoredAnswer {
+    /// 1-based line of the example in the held-out file.
+    pub line: usize,
+    pub answer: String,
+    pub score: AnswerScore,
 }
 
 struct Variant {
@@ -92,7 +107,18 @@ pub fn evaluate(model: &LoadedModel, options: &EvalOptions) -> Result<Vec<Varian
     if let (Some(prefix), Some(soft)) = (&prefix, &soft) {
         variants.push(tuned(soft.clone().with_fixed(prefix), "(e) prefix + soft prompt"));
     }
-    variants.iter().map(|variant| evaluate_variant(model, variant, &examples, &style, options)).collect()
+    variants
+        .iter()
+        .filter(|variant| options.variants.is_empty() || options.variants.contains(&variant.letter()))
+        .map(|variant| evaluate_variant(model, variant, &examples, &style, options))
+        .collect()
+}
+
+impl Variant {
+    /// The letter of "(e) prefix + soft prompt"; `?` for an unlettered name.
+    fn letter(&self) -> char {
+        self.name.chars().nth(1).unwrap_or('?')
+    }
 }
 
 /// One bundle version on a region's held-out set: its system text with its prefix and soft prompt,
@@ -137,6 +163,7 @@ pub fn evaluate_bundle(
         tone_soft_prompt: None,
         max_new_tokens,
         limit,
+        variants: Vec::new(),
     };
     let mut result = evaluate_variant(model, &variant, &examples, &style, &options)?;
     result.name = bundle.id();
@@ -179,7 +206,7 @@ fn evaluate_variant(
         .collect::<Result<Vec<_>, _>>()?;
     let nll = loss::mean_nll(model, &variant.steering, &tokenized, 8)?;
     let mut totals = MetricTotals::new(style);
-    let mut samples = Vec::new();
+    let mut answers = Vec::new();
     for (example, tokens) in examples.iter().zip(&tokenized) {
         let answer = greedy_answer(
             model,
@@ -188,10 +215,9 @@ fn evaluate_variant(
             options.max_new_tokens,
         )?;
         let passages = example.context.last().map_or(0, |turn| count_passages(&turn.content));
-        totals.add(&score_answer(&answer, style, &example.meta.forbidden, passages));
-        if samples.len() < 3 {
-            samples.push(answer);
-        }
+        let score = score_answer(&answer, style, &example.meta.forbidden, passages);
+        totals.add(&score);
+        answers.push(ScoredAnswer { line: example.line, answer, score });
     }
     eprintln!("evaluated {}: NLL {nll:.3}", variant.name);
     Ok(VariantResult {
@@ -203,7 +229,8 @@ fn evaluate_variant(
         forbidden_promise_rate: totals.forbidden_promise_rate(),
         citation_rate: totals.citation_rate(),
         examples: totals.count(),
-        samples,
+        samples: answers.iter().take(3).map(|a| a.answer.clone()).collect(),
+        answers,
     })
 }
 

@@ -5,10 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use rudder_core::ModelFiles;
+use rudder_core::{ModelFiles, bundle::ArtifactRef};
 use rudder_llm::{LoadedModel, ServingFormat};
 use rudder_prompts::{
-    artifact,
     bundles::file,
     eval::run::{self as eval_run, EvalOptions},
     feedback_export::{self, ExportFilter},
@@ -157,10 +156,10 @@ pub struct EvalArgs {
     /// Bundles directory whose `<region>` version 1 holds the guidance-as-text system prompt.
     #[arg(long, default_value = "prompts/bundles")]
     pub bundles_dir: PathBuf,
-    /// Policy prefix artifact (default: prompts/artifacts/<region>/policy-prefix if present).
+    /// Policy prefix artifact (default: the one of the region's highest bundle version, if any).
     #[arg(long)]
     pub prefix: Option<PathBuf>,
-    /// Tone soft prompt artifact (default: prompts/artifacts/<region>/tone-soft-prompt if present).
+    /// Tone soft prompt artifact (default: the one of the region's highest bundle version, if any).
     #[arg(long)]
     pub soft_prompt: Option<PathBuf>,
     #[arg(long, default_value_t = 96)]
@@ -174,8 +173,25 @@ pub struct EvalArgs {
     /// Write the figures here (JSON).
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Write every greedy answer here with its score, one JSON object per line (variant, held-out
+    /// line, answer, checks), to see which answers a figure counts.
+    #[arg(long)]
+    pub answers: Option<PathBuf>,
+    /// Run only these variants, by letter: `e`, or `a,e` (default: all).
+    #[arg(long, value_delimiter = ',', value_parser = parse_variant)]
+    pub variants: Vec<char>,
     #[command(flatten)]
     pub config: ConfigFlags,
+}
+
+fn parse_variant(letter: &str) -> Result<char, String> {
+    let mut chars = letter.trim().chars();
+    match (chars.next(), chars.next()) {
+        (Some(one @ 'a'..='e'), None) => Ok(one),
+        _ => Err(format!(
+            "{letter:?} is not a variant: a (untuned), b (guidance as text), c (prefix), d (soft prompt) or e (both)"
+        )),
+    }
 }
 
 fn load_model(flags: &ConfigFlags, format: ServingFormat) -> anyhow::Result<LoadedModel> {
@@ -327,18 +343,18 @@ async fn train_cmd(kind: Kind, args: TrainArgs) -> anyhow::Result<()> {
 
 fn eval_cmd(args: &EvalArgs) -> anyhow::Result<()> {
     let region = args.region.as_str();
-    let default_artifact = |kind: &str| {
-        let dir = PathBuf::from(format!("prompts/artifacts/{region}/{kind}"));
-        dir.join(artifact::MANIFEST_FILE).is_file().then_some(dir)
-    };
     let key = rudder_core::BundleKey { region: region.to_owned(), brand: None };
-    let guidance = file::scan(&args.bundles_dir)?
-        .get(&key)
-        .and_then(|versions| versions.get(&1))
-        .map(|v1| v1.bundle.system_text.clone())
-        .ok_or_else(|| {
-            anyhow::anyhow!("--region {region}: no bundle {region}@1 under {}", args.bundles_dir.display())
-        })?;
+    let versions = file::scan(&args.bundles_dir)?.remove(&key).unwrap_or_default();
+    let guidance = versions.get(&1).map(|v1| v1.bundle.system_text.clone()).ok_or_else(|| {
+        anyhow::anyhow!("--region {region}: no bundle {region}@1 under {}", args.bundles_dir.display())
+    })?;
+    // Without --prefix / --soft-prompt: the steering the region ships with (its highest version).
+    let latest = versions.values().next_back().map(|v| &v.bundle);
+    let shipped = |artifact: fn(&rudder_core::Bundle) -> &Option<ArtifactRef>| {
+        let reference = latest.and_then(|bundle| artifact(bundle).as_ref())?;
+        eprintln!("{}: {}", latest.map(|b| b.id()).unwrap_or_default(), reference.path.display());
+        Some(reference.path.clone())
+    };
     let options = EvalOptions {
         region: region.to_owned(),
         heldout: args
@@ -347,10 +363,11 @@ fn eval_cmd(args: &EvalArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|| PathBuf::from(format!("prompts/data/{region}/heldout.jsonl"))),
         system_text: read_text(&args.system_file, "--system-file")?,
         guidance_text: guidance,
-        policy_prefix: args.prefix.clone().or_else(|| default_artifact("policy-prefix")),
-        tone_soft_prompt: args.soft_prompt.clone().or_else(|| default_artifact("tone-soft-prompt")),
+        policy_prefix: args.prefix.clone().or_else(|| shipped(|b| &b.policy_prefix)),
+        tone_soft_prompt: args.soft_prompt.clone().or_else(|| shipped(|b| &b.tone_soft_prompt)),
         max_new_tokens: args.max_new_tokens,
         limit: args.limit,
+        variants: args.variants.clone(),
     };
     let model = load_model(&args.config, ServingFormat::Q8_0)?;
     let results = eval_run::evaluate(&model, &options)?;
@@ -368,6 +385,17 @@ fn eval_cmd(args: &EvalArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&results)?)
             .with_context(|| format!("--json {}", path.display()))?;
+    }
+    if let Some(path) = &args.answers {
+        let mut lines = String::new();
+        for result in &results {
+            for answer in &result.answers {
+                let mut line = serde_json::to_value(answer)?;
+                line["variant"] = serde_json::Value::from(result.name.as_str());
+                lines += &format!("{line}\n");
+            }
+        }
+        std::fs::write(path, lines).with_context(|| format!("--answers {}", path.display()))?;
     }
     Ok(())
 }
