@@ -56,6 +56,11 @@ THREE_PASSAGE_SHARE = 0.15
 THREE_PASSAGE_MAX_CHARS = 1150
 # Distractors longer than this are not used (examples stay short).
 MAX_DISTRACTOR_CHARS = 420
+# Retrieval shows a passage that quotes every region's prices (gift card values) next to many money
+# questions, and tuned models copied its foreign amounts into answers. In this share of training
+# examples that have distractors, one of them is such a passage, so the steering learns to quote only
+# the region's currency. The held-out set keeps the natural draw.
+MULTI_CURRENCY_DISTRACTOR_SHARE = {"train": 0.25, "heldout": 0.0}
 
 HELDOUT_CONCEPTS = {
     "shipping.express",
@@ -851,6 +856,14 @@ def us_intents() -> list[Intent]:
         "Physical gift cards and e-gift cards are available from $10 to $500 in the United States {c1}.",
     ], [{}, {}, {}, {"_q": "Can I buy a $1,000 gift card?",
                      "_a": "Gift cards are available from $10 to $500 in the United States {c1}, so a $1,000 card isn't an option."}])
+    b.add("giftcards.kinds", "gift-cards", "answer", [GB], [
+        "Do you sell e-gift cards or just plastic ones?",
+        "Can I get a physical gift card instead of an e-gift card?",
+        "I'd like to give my brother a gift card for his birthday. Do you have them?",
+        "Can I order an e-gift card on your website?",
+    ], [
+        "Yes, both physical gift cards and e-gift cards are available, from $10 to $500 in the United States {c1}.",
+    ])
     b.add("giftcards.validity", "gift-cards", "answer", ["gift-cards#United States"], [
         "Do US gift cards expire?",
         "Are there any fees on gift cards if I don't use them?",
@@ -1438,6 +1451,14 @@ def uk_intents() -> list[Intent]:
         "Physical gift cards and e-gift cards are available from £10 to £500 in the United Kingdom {c1}.",
     ], [{}, {}, {}, {"_q": "Can I buy a £5 gift card?",
                      "_a": "Gift cards are available from £10 to £500 in the United Kingdom {c1}, so the smallest card is £10."}])
+    b.add("giftcards.kinds", "gift-cards", "answer", ["gift-cards#Buying gift cards"], [
+        "Do you sell e-gift cards as well as physical ones?",
+        "Can I buy a proper card rather than an e-gift card?",
+        "I'd like to give my mum a gift card for her birthday. Do you have them?",
+        "Can I order an e-gift card on your website?",
+    ], [
+        "Physical gift cards and e-gift cards are both available, from £10 to £500 in the United Kingdom {c1}.",
+    ])
     b.add("giftcards.validity", "gift-cards", "answer", ["gift-cards#United Kingdom"], [
         "Do UK gift cards expire?",
         "How long is my gift card valid for?",
@@ -1946,6 +1967,14 @@ def eu_intents() -> list[Intent]:
         "Physical gift cards and e-gift cards are available from €10 to €500 in the European Union {c1}.",
     ], [{}, {}, {}, {"_q": "Can I buy a €5 gift card?",
                      "_a": "Please note that gift cards are available from €10 to €500 in the European Union {c1}, so the smallest card is €10."}])
+    b.add("giftcards.kinds", "gift-cards", "answer", ["gift-cards#Buying gift cards"], [
+        "Do you sell e-gift cards as well as physical cards?",
+        "Is it possible to buy a physical gift card instead of an e-gift card?",
+        "I would like to give my colleague a gift card for her birthday. Do you offer them?",
+        "Can I order an e-gift card on your website?",
+    ], [
+        "Physical gift cards and e-gift cards are both available, from €10 to €500 in the European Union {c1}.",
+    ])
     b.add("giftcards.validity", "gift-cards", "answer", ["gift-cards#European Union"], [
         "Do EU gift cards expire?",
         "How long is my gift card valid?",
@@ -2187,8 +2216,12 @@ def drop_longest(distractors: list[Section]) -> list[Section]:
     return distractors[:longest] + distractors[longest + 1:]
 
 
+def quotes_several_currencies(section: Section) -> bool:
+    return len(set(re.findall(r"[$£€]", section.text))) > 1
+
+
 def make_example(rng: random.Random, intent: Intent, q_index: int, by_key: dict[str, Section],
-                 pool: list[Section]) -> dict:
+                 pool: list[Section], multi_currency_share: float) -> dict:
     params = draw_params(rng, intent)
     q_template = params.pop("_q", None)
     a_template = params.pop("_a", None)
@@ -2210,6 +2243,9 @@ def make_example(rng: random.Random, intent: Intent, q_index: int, by_key: dict[
     else:
         n = weighted(rng, [(0, 55), (1, 45)])
     distractors = rng.sample(candidates, n)
+    multi_currency = [s for s in candidates if quotes_several_currencies(s) and s not in distractors]
+    if distractors and multi_currency and rng.random() < multi_currency_share:
+        distractors[0] = rng.choice(multi_currency)
 
     def assemble(distractors):
         passages = rel + distractors
@@ -2366,7 +2402,6 @@ def allot(intents: list[Intent], total: int, rng: random.Random, weighted: bool)
 
 
 def main() -> int:
-    rng = random.Random(SEED)
     sections = load_corpus()
     by_key = {s.key: s for s in sections}
     builders = {"us": us_intents, "uk": uk_intents, "eu": eu_intents}
@@ -2388,6 +2423,9 @@ def main() -> int:
                 assert intent.rel and (intent.answers or isinstance(intent.params, list)), intent.id
         out: dict[str, list[dict]] = {}
         for split in ("train", "heldout"):
+            # One RNG per region and split: editing the training intents never reshuffles the held-out
+            # set, so evaluations before and after a data change compare on the same examples.
+            rng = random.Random(f"{SEED}:{region}:{split}")
             examples = []
             seen_turns = set()
             for kind in ("answer", "decline", "not_covered"):
@@ -2398,7 +2436,8 @@ def main() -> int:
                     made = 0
                     attempt = 0
                     while made < counts[intent.id]:
-                        ex = make_example(rng, intent, start + attempt, by_key, pool)
+                        ex = make_example(rng, intent, start + attempt, by_key, pool,
+                                          MULTI_CURRENCY_DISTRACTOR_SHARE[split])
                         attempt += 1
                         turn = ex["messages"][0]["content"]
                         if turn in seen_turns and attempt < counts[intent.id] + 40:
