@@ -9,6 +9,22 @@ pub fn workspace_root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// The shipped versions of a region's bundle (`prompts/bundles/<region>/v<N>`), in order. A fresh
+/// server starts the region on the last one, so tests expect it to answer; they read it here rather
+/// than hard-coding it, so shipping new steering as a new version needs no test edits.
+pub fn shipped_versions(region: &str) -> anyhow::Result<Vec<rudder_prompts::bundles::VersionOnDisk>> {
+    let bundles = rudder_prompts::bundles::file::scan(&workspace_root().join("prompts/bundles"))?;
+    let key = rudder_core::BundleKey { region: region.to_owned(), brand: None };
+    let versions = bundles.get(&key).ok_or_else(|| anyhow::anyhow!("no shipped bundle for {region}"))?;
+    Ok(versions.values().cloned().collect())
+}
+
+/// The version a fresh server serves `region` with: its highest shipped one.
+pub fn shipped_latest(region: &str) -> anyhow::Result<u32> {
+    let versions = shipped_versions(region)?;
+    versions.last().map(|v| v.bundle.version).ok_or_else(|| anyhow::anyhow!("{region}: no versions"))
+}
+
 /// A running server and the temporary data directory it owns.
 #[derive(Debug)]
 pub struct TestServer {

@@ -11,7 +11,7 @@ use rudder_proto::v1::{
     generation_service_client::GenerationServiceClient, prompt_service_client::PromptServiceClient,
     publish_bundle_request::Message,
 };
-use rudder_tests::{TestServer, scrape_metrics, workspace_root};
+use rudder_tests::{TestServer, scrape_metrics, shipped_versions};
 use tonic::{Code, transport::Channel};
 
 fn uk(version: u32) -> Option<BundleRef> {
@@ -48,18 +48,24 @@ async fn served_by(
     Ok((stats.bundle.map_or(0, |b| b.version), response.request_id))
 }
 
-/// A publish of uk with `system_text` and the shipped uk artifacts (as files of the trainer's format),
-/// the soft prompt's bytes replaced by `soft_prompt_bytes` when given.
+/// A publish of uk with `system_text` and the artifacts of the latest shipped uk version (as files of
+/// the trainer's format), the soft prompt's bytes replaced by `soft_prompt_bytes` when given.
 fn publish_messages(
     fingerprint: &str,
     system_text: &str,
     soft_prompt_bytes: Option<Vec<u8>>,
 ) -> anyhow::Result<Vec<PublishBundleRequest>> {
-    let artifacts = workspace_root().join("prompts/artifacts/uk");
-    let prefix = std::fs::read(artifacts.join("policy-prefix/tensors.safetensors"))?;
+    let versions = shipped_versions("uk")?;
+    let latest = versions.last().ok_or_else(|| anyhow::anyhow!("no shipped uk version"))?;
+    let shipped = |artifact: &Option<rudder_core::bundle::ArtifactRef>| {
+        let artifact =
+            artifact.as_ref().ok_or_else(|| anyhow::anyhow!("{} is not tuned", latest.bundle.id()))?;
+        anyhow::Ok(std::fs::read(&artifact.path)?)
+    };
+    let prefix = shipped(&latest.bundle.policy_prefix)?;
     let soft = match soft_prompt_bytes {
         Some(bytes) => bytes,
-        None => std::fs::read(artifacts.join("tone-soft-prompt/tensors.safetensors"))?,
+        None => shipped(&latest.bundle.tone_soft_prompt)?,
     };
     let manifest = |kind: ArtifactKind, name: &str| ArtifactManifest {
         kind: kind as i32,
@@ -76,7 +82,7 @@ fn publish_messages(
             manifest(ArtifactKind::ToneSoftPrompt, "tone-soft-prompt"),
         ],
         retrieval_regions: vec!["uk".into()],
-        description: "uk@2's steering, republished".into(),
+        description: format!("{}'s steering, republished", latest.bundle.id()),
         actor: "ann".into(),
         ..Default::default()
     };
@@ -121,8 +127,11 @@ async fn publish_gate_hot_swap_ab_rollback_and_audit_over_grpc() -> anyhow::Resu
     let mut prompts = PromptServiceClient::new(channel.clone());
     let mut generation = GenerationServiceClient::new(channel);
     let info = generation.get_model_info(v1::GetModelInfoRequest::default()).await?.into_inner();
-    let v2_text = prompts.get_bundle(GetBundleRequest { r#ref: uk(2) }).await?.into_inner();
-    let v2_text = v2_text.bundle.map(|b| b.system_text).unwrap_or_default();
+    // `shipped` is the tuned version a fresh server serves uk with; the test publishes `next`.
+    let shipped = rudder_tests::shipped_latest("uk")?;
+    let next = shipped + 1;
+    let shipped_text = prompts.get_bundle(GetBundleRequest { r#ref: uk(shipped) }).await?.into_inner();
+    let shipped_text = shipped_text.bundle.map(|b| b.system_text).unwrap_or_default();
 
     // Bad publishes: a clear status each, and nothing written.
     let publisher = prompts.clone();
@@ -130,42 +139,47 @@ async fn publish_gate_hot_swap_ab_rollback_and_audit_over_grpc() -> anyhow::Resu
         let mut prompts = publisher.clone();
         async move { prompts.publish_bundle(tokio_stream::iter(messages)).await }
     };
-    let wrong_model = publish(publish_messages("llama:0000", &v2_text, None)?).await.unwrap_err();
+    let wrong_model = publish(publish_messages("llama:0000", &shipped_text, None)?).await.unwrap_err();
     assert_eq!(wrong_model.code(), Code::FailedPrecondition, "{wrong_model:?}");
     let nan = publish(publish_messages(
         &info.fingerprint,
-        &v2_text,
+        &shipped_text,
         Some(soft_prompt(20, info.hidden_size as usize, true)?),
     )?)
     .await
     .unwrap_err();
     assert_eq!(nan.code(), Code::InvalidArgument);
     assert!(nan.message().contains("NaN"), "{nan:?}");
-    let misshapen = publish(publish_messages(&info.fingerprint, &v2_text, Some(soft_prompt(20, 7, false)?))?)
-        .await
-        .unwrap_err();
+    let misshapen =
+        publish(publish_messages(&info.fingerprint, &shipped_text, Some(soft_prompt(20, 7, false)?))?)
+            .await
+            .unwrap_err();
     assert_eq!(misshapen.code(), Code::InvalidArgument);
     assert!(misshapen.message().contains("shape"), "{misshapen:?}");
-    let mut missing_data = publish_messages(&info.fingerprint, &v2_text, None)?;
+    let mut missing_data = publish_messages(&info.fingerprint, &shipped_text, None)?;
     missing_data
         .retain(|m| !matches!(&m.message, Some(Message::Data(d)) if d.artifact_name == "tone-soft-prompt"));
     assert_eq!(publish(missing_data).await.unwrap_err().code(), Code::InvalidArgument);
     let listed = prompts.list_bundles(ListBundlesRequest { region: "uk".into() }).await?.into_inner();
-    assert_eq!(listed.bundles[0].versions, [1, 2], "no bad publish left a version behind");
+    assert_eq!(
+        listed.bundles[0].versions,
+        (1..=shipped).collect::<Vec<_>>(),
+        "no bad publish left a version behind"
+    );
 
-    // A good publish: uk@3 carries exactly uk@2's steering, so the gate compares equals.
-    let published = publish(publish_messages(&info.fingerprint, &v2_text, None)?).await?.into_inner();
-    assert_eq!(published.r#ref.map(|r| r.version), Some(3));
-    let v3 = prompts.get_bundle(GetBundleRequest { r#ref: uk(3) }).await?.into_inner();
-    let v3_bundle = v3.bundle.ok_or_else(|| anyhow::anyhow!("no bundle"))?;
-    assert!(!v3.active, "published, not yet active");
-    let prefix = v3_bundle.policy_prefix.ok_or_else(|| anyhow::anyhow!("no prefix manifest"))?;
+    // A good publish: uk@next carries exactly uk@shipped's steering, so the gate compares equals.
+    let published = publish(publish_messages(&info.fingerprint, &shipped_text, None)?).await?.into_inner();
+    assert_eq!(published.r#ref.map(|r| r.version), Some(next));
+    let republished = prompts.get_bundle(GetBundleRequest { r#ref: uk(next) }).await?.into_inner();
+    let republished_bundle = republished.bundle.ok_or_else(|| anyhow::anyhow!("no bundle"))?;
+    assert!(!republished.active, "published, not yet active");
+    let prefix = republished_bundle.policy_prefix.ok_or_else(|| anyhow::anyhow!("no prefix manifest"))?;
     assert_eq!(prefix.base_model_fingerprint, info.fingerprint);
     assert_eq!(prefix.shapes["prefix_keys"].dims.len(), 4);
 
-    // Evaluations first, then a request starts on uk@2, then uk@3 goes live: the request in flight
-    // finishes on uk@2, the next one is served by uk@3.
-    for version in [2, 3] {
+    // Evaluations first, then a request starts on uk@shipped, then uk@next goes live: the request in
+    // flight finishes on uk@shipped, the next one is served by uk@next.
+    for version in [shipped, next] {
         let report =
             prompts.evaluate_bundle(EvaluateBundleRequest { r#ref: uk(version) }).await?.into_inner();
         let metrics = report.report.map(|r| r.metrics).unwrap_or_default();
@@ -177,10 +191,10 @@ async fn publish_gate_hot_swap_ab_rollback_and_audit_over_grpc() -> anyhow::Resu
     let mut in_flight = generation.generate(question("", 16)).await?.into_inner();
     let first = in_flight.message().await?.and_then(|e| e.event);
     let Some(Event::Started(started)) = first else { anyhow::bail!("no Started event: {first:?}") };
-    assert_eq!(started.bundle.map(|b| b.version), Some(2));
+    assert_eq!(started.bundle.map(|b| b.version), Some(shipped));
     let activated = prompts
         .activate_bundle(ActivateBundleRequest {
-            r#ref: uk(3),
+            r#ref: uk(next),
             actor: "bob".into(),
             reason: "same steering".into(),
             ..Default::default()
@@ -194,8 +208,8 @@ async fn publish_gate_hot_swap_ab_rollback_and_audit_over_grpc() -> anyhow::Resu
             finished_on = stats.bundle.map(|b| b.version);
         }
     }
-    assert_eq!(finished_on, Some(2), "the request in flight finished on the version it started with");
-    assert_eq!(served_by(&mut generation, question("", 1)).await?.0, 3);
+    assert_eq!(finished_on, Some(shipped), "the request in flight finished on the version it started with");
+    assert_eq!(served_by(&mut generation, question("", 1)).await?.0, next);
 
     // The gate refuses uk@1 (guidance as text: a much higher held-out NLL than the tuned steering);
     // force needs a reason.
@@ -210,12 +224,12 @@ async fn publish_gate_hot_swap_ab_rollback_and_audit_over_grpc() -> anyhow::Resu
         .await
         .unwrap_err();
     assert_eq!(no_reason.code(), Code::InvalidArgument);
-    assert_eq!(served_by(&mut generation, question("", 1)).await?.0, 3, "refusals change nothing");
+    assert_eq!(served_by(&mut generation, question("", 1)).await?.0, next, "refusals change nothing");
 
-    // A/B: uk@2 as the candidate for 50% of conversations, sticky per conversation id.
+    // A/B: uk@shipped as the candidate for 50% of conversations, sticky per conversation id.
     prompts
         .activate_bundle(ActivateBundleRequest {
-            r#ref: uk(2),
+            r#ref: uk(shipped),
             traffic_percent: 50,
             actor: "bob".into(),
             ..Default::default()
@@ -228,25 +242,28 @@ async fn publish_gate_hot_swap_ab_rollback_and_audit_over_grpc() -> anyhow::Resu
             .find(|id| (rudder_prompts::bundles::registry::ab_bucket(&key, id) < 50) == on_candidate)
             .unwrap_or_default()
     };
-    for (id, expected) in [(conversation(true), 2), (conversation(false), 3)] {
+    for (id, expected) in [(conversation(true), shipped), (conversation(false), next)] {
         for _ in 0..2 {
             assert_eq!(served_by(&mut generation, question(&id, 1)).await?.0, expected, "{id}");
         }
     }
-    let candidate = prompts.get_bundle(GetBundleRequest { r#ref: uk(2) }).await?.into_inner();
+    let candidate = prompts.get_bundle(GetBundleRequest { r#ref: uk(shipped) }).await?.into_inner();
     assert!(candidate.candidate);
     let traffic = candidate.bundle.and_then(|b| b.traffic).unwrap_or_default();
     assert!(traffic.requests >= 2 && traffic.latency_p50_ms > 0.0, "{traffic:?}");
     // The same counts, and the A/B split itself, for Prometheus.
     let metrics = scrape_metrics(&server.server).await?;
-    let uk2 = r#"region="uk",brand="",version="2""#;
+    let on_candidate = format!(r#"region="uk",brand="",version="{shipped}""#);
     let answered = traffic.requests - traffic.errors - traffic.cancelled;
     for expected in [
-        "rudder_bundle_active_version{region=\"uk\",brand=\"\"} 3".to_owned(),
-        format!("rudder_bundle_candidate_traffic_percent{{{uk2}}} 50"),
-        format!("rudder_generate_requests_total{{{uk2},outcome=\"ok\"}} {answered}"),
-        format!("rudder_generate_requests_total{{{uk2},outcome=\"cancelled\"}} {}", traffic.cancelled),
-        format!("rudder_generate_latency_seconds_count{{{uk2}}} {answered}"),
+        format!("rudder_bundle_active_version{{region=\"uk\",brand=\"\"}} {next}"),
+        format!("rudder_bundle_candidate_traffic_percent{{{on_candidate}}} 50"),
+        format!("rudder_generate_requests_total{{{on_candidate},outcome=\"ok\"}} {answered}"),
+        format!(
+            "rudder_generate_requests_total{{{on_candidate},outcome=\"cancelled\"}} {}",
+            traffic.cancelled
+        ),
+        format!("rudder_generate_latency_seconds_count{{{on_candidate}}} {answered}"),
     ] {
         assert!(metrics.lines().any(|line| line == expected), "no {expected} in\n{metrics}");
     }
@@ -258,9 +275,9 @@ async fn publish_gate_hot_swap_ab_rollback_and_audit_over_grpc() -> anyhow::Resu
         })
         .await?
         .into_inner();
-    assert_eq!(promoted.summary.map(|s| (s.active_version, s.candidate_version)), Some((2, 0)));
+    assert_eq!(promoted.summary.map(|s| (s.active_version, s.candidate_version)), Some((shipped, 0)));
 
-    // Rollback returns to uk@3, and that survives a restart.
+    // Rollback returns to uk@next, and that survives a restart.
     let rolled = prompts
         .rollback_bundle(RollbackBundleRequest {
             region: "uk".into(),
@@ -270,12 +287,12 @@ async fn publish_gate_hot_swap_ab_rollback_and_audit_over_grpc() -> anyhow::Resu
         })
         .await?
         .into_inner();
-    assert_eq!(rolled.summary.map(|s| s.active_version), Some(3));
+    assert_eq!(rolled.summary.map(|s| s.active_version), Some(next));
     let server = server.restart().await?;
     let channel = server.channel().await?;
     let mut prompts = PromptServiceClient::new(channel.clone());
     let mut generation = GenerationServiceClient::new(channel);
-    assert_eq!(served_by(&mut generation, question("", 1)).await?.0, 3);
+    assert_eq!(served_by(&mut generation, question("", 1)).await?.0, next);
     let audit = prompts
         .get_audit_log(GetAuditLogRequest { region: "uk".into(), ..Default::default() })
         .await?
@@ -286,15 +303,15 @@ async fn publish_gate_hot_swap_ab_rollback_and_audit_over_grpc() -> anyhow::Resu
     assert_eq!(
         trail,
         [
-            (A::Rollback as i32, 2, 3, "carol"),
-            (A::PromoteCandidate as i32, 3, 2, "bob"),
-            (A::StartCandidate as i32, 3, 2, "bob"),
-            (A::Activate as i32, 2, 3, "bob"),
-            (A::Publish as i32, 0, 3, "ann"),
+            (A::Rollback as i32, shipped, next, "carol"),
+            (A::PromoteCandidate as i32, next, shipped, "bob"),
+            (A::StartCandidate as i32, next, shipped, "bob"),
+            (A::Activate as i32, shipped, next, "bob"),
+            (A::Publish as i32, 0, next, "ann"),
         ]
     );
     let unknown = prompts
-        .activate_bundle(ActivateBundleRequest { r#ref: uk(9), ..Default::default() })
+        .activate_bundle(ActivateBundleRequest { r#ref: uk(next + 90), ..Default::default() })
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound);
@@ -340,7 +357,7 @@ async fn feedback_is_stored_listed_and_exported_as_training_examples() -> anyhow
     );
     assert_eq!(record.question, "How long do refunds take?");
     assert_eq!(record.passages.len(), 1);
-    assert_eq!(record.bundle.as_ref().map(|b| b.version), Some(2));
+    assert_eq!(record.bundle.as_ref().map(|b| b.version), Some(rudder_tests::shipped_latest("uk")?));
 
     // export-feedback writes what the trainer reads.
     let out = tempfile::tempdir()?;

@@ -58,7 +58,10 @@ async fn a_streamed_answer_starts_with_its_passages_and_ends_with_citations_and_
         };
         assert!(!started.request_id.is_empty());
         assert_eq!(started.passages.len(), 2, "both passages fit");
-        assert_eq!(started.bundle.as_ref().map(|b| (b.region.as_str(), b.version)), Some(("uk", 2)));
+        assert_eq!(
+            started.bundle.as_ref().map(|b| (b.region.as_str(), b.version)),
+            Some(("uk", rudder_tests::shipped_latest("uk")?))
+        );
         let answer: String = events
             .iter()
             .filter_map(|e| if let Event::Delta(d) = e { Some(d.text.as_str()) } else { None })
@@ -99,7 +102,8 @@ async fn the_tuned_bundle_steers_the_answer_and_a_request_may_name_the_untuned_v
 {
     let server = TestServer::start().await?;
     let mut client = GenerationServiceClient::new(server.channel().await?);
-    // uk@2 (prompts/bundles/uk/v2) carries the trained prefix and soft prompt; uk@1 is text only.
+    // The latest shipped uk version carries the trained prefix and soft prompt; uk@1 is text only.
+    let shipped = rudder_tests::shipped_latest("uk")?;
     let mut answer_of = async |request: GenerateRequest| -> anyhow::Result<(Option<u32>, String)> {
         let mut stream = client.generate(request).await?.into_inner();
         let (mut version, mut answer) = (None, String::new());
@@ -115,7 +119,7 @@ async fn the_tuned_bundle_steers_the_answer_and_a_request_may_name_the_untuned_v
     let (tuned_version, tuned) = answer_of(uk_question(24)).await?;
     let (untuned_version, untuned) =
         answer_of(GenerateRequest { bundle_version: Some(1), ..uk_question(24) }).await?;
-    assert_eq!((tuned_version, untuned_version), (Some(2), Some(1)));
+    assert_eq!((tuned_version, untuned_version), (Some(shipped), Some(1)));
     assert_ne!(tuned, untuned, "the steering changes what the model says");
     server.server.shutdown().await
 }

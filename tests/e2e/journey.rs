@@ -141,13 +141,14 @@ async fn journey(ingest_at: &Channel, generate_at: &Channel) -> anyhow::Result<(
     );
     assert!(after.passages.iter().any(|p| p.text.contains("7 days")), "the new text is what the model saw");
 
-    // The bundle swap: uk@2 serves a stream while uk@1 is activated (forced, with a reason: this is a
-    // swap to the text-only version, which the gate would refuse).
+    // The bundle swap: the shipped tuned version serves a stream while uk@1 is activated (forced, with
+    // a reason: this is a swap to the text-only version, which the gate would refuse).
+    let tuned = rudder_tests::shipped_latest("uk")?;
     let mut prompts = PromptServiceClient::new(generate_at.clone());
     let mut in_flight = generation.generate(refund_question(12)).await?.into_inner();
     let first = in_flight.message().await?.and_then(|e| e.event);
     assert!(
-        matches!(&first, Some(Event::Started(s)) if s.bundle.as_ref().map(|b| b.version) == Some(2)),
+        matches!(&first, Some(Event::Started(s)) if s.bundle.as_ref().map(|b| b.version) == Some(tuned)),
         "{first:?}"
     );
     prompts
@@ -165,7 +166,7 @@ async fn journey(ingest_at: &Channel, generate_at: &Channel) -> anyhow::Result<(
             finished_on = stats.bundle.map(|b| b.version);
         }
     }
-    assert_eq!(finished_on, Some(2), "the stream in flight finished on the bundle it started with");
+    assert_eq!(finished_on, Some(tuned), "the stream in flight finished on the bundle it started with");
     let swapped = generation.generate_once(refund_question(4)).await?.into_inner();
     assert_eq!(swapped.stats.and_then(|s| s.bundle).map(|b| b.version), Some(1));
 
@@ -179,9 +180,9 @@ async fn journey(ingest_at: &Channel, generate_at: &Channel) -> anyhow::Result<(
         })
         .await?
         .into_inner();
-    assert_eq!(rolled.summary.map(|s| s.active_version), Some(2));
+    assert_eq!(rolled.summary.map(|s| s.active_version), Some(tuned));
     let answer = generation.generate_once(refund_question(8)).await?.into_inner();
-    assert_eq!(answer.stats.as_ref().and_then(|s| s.bundle.as_ref()).map(|b| b.version), Some(2));
+    assert_eq!(answer.stats.as_ref().and_then(|s| s.bundle.as_ref()).map(|b| b.version), Some(tuned));
     generation
         .submit_feedback(SubmitFeedbackRequest {
             request_id: answer.request_id.clone(),
