@@ -124,13 +124,12 @@ fn attend_span_portable(query: &Query, cache: &Cached, span: std::ops::Range<usi
         for g in 0..group {
             let row = &mut scores[g * len..(g + 1) * len];
             let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0.0;
+            // Two loops: the exponentials vectorise only without the running sum beside them.
             for s in row.iter_mut() {
-                *s = (*s - max).exp();
-                sum += *s;
+                *s = super::elementwise::exp(*s - max);
             }
             partial.max[first + g] = max;
-            partial.sum[first + g] = sum;
+            partial.sum[first + g] = super::elementwise::sum(row);
         }
         let weighted = &mut partial.weighted[first * head_dim..(first + group) * head_dim];
         for (i, p) in span.clone().enumerate() {
@@ -210,11 +209,12 @@ impl<'a> HeadRows<'a> {
     }
 }
 
-/// Independent partial sums (as many as four 8-wide registers hold), so the loop vectorises and
-/// the additions do not wait on each other.
+/// Independent partial sums (two 8-wide registers), so the loop vectorises and the additions do
+/// not wait on each other; few enough that summing the lanes at the end stays cheap (a dot is only
+/// `head_dim` products, and there is one per position and query head).
 #[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
-    const LANES: usize = 32;
+    const LANES: usize = 16;
     let mut sums = [0.0f32; LANES];
     let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let tail: f32 = a_chunks.remainder().iter().zip(b_chunks.remainder()).map(|(x, y)| x * y).sum();
@@ -224,4 +224,83 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     sums.iter().sum::<f32>() + tail
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Device;
+
+    use super::*;
+    use crate::config::RopeStyle;
+
+    fn config(head_dim: usize) -> LlamaConfig {
+        LlamaConfig {
+            architecture: "llama".into(),
+            hidden_size: 4 * head_dim,
+            intermediate_size: 128,
+            num_layers: 1,
+            num_heads: 4,
+            num_kv_heads: 2,
+            head_dim,
+            vocab_size: 10,
+            max_position: 64,
+            rope_theta: 10_000.0,
+            rope_style: RopeStyle::Halves,
+            rms_norm_eps: 1e-5,
+            attention_bias: false,
+        }
+    }
+
+    /// Deterministic values in [-2, 2).
+    fn numbers(count: usize, seed: u32) -> Vec<f32> {
+        (0..count)
+            .map(|i| {
+                let h = (i as u32).wrapping_add(seed).wrapping_mul(2_654_435_761);
+                (h >> 8) as f32 / (1u32 << 22) as f32 - 2.0
+            })
+            .collect()
+    }
+
+    /// Softmax attention of each query head over its group's key/value head, written plainly.
+    fn reference(q: &[f32], keys: &[f32], values: &[f32], positions: usize, c: &LlamaConfig) -> Vec<f32> {
+        let d = c.head_dim;
+        let mut out = vec![0.0; c.num_heads * d];
+        for head in 0..c.num_heads {
+            let kv = head / c.kv_group();
+            let row = |data: &[f32], p: usize| data[(kv * positions + p) * d..][..d].to_vec();
+            let query = &q[head * d..(head + 1) * d];
+            let scores: Vec<f32> = (0..positions)
+                .map(|p| row(keys, p).iter().zip(query).map(|(k, q)| k * q).sum::<f32>() / (d as f32).sqrt())
+                .collect();
+            let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let weights: Vec<f32> = scores.iter().map(|s| (s - max).exp()).collect();
+            let total: f32 = weights.iter().sum();
+            for (p, w) in weights.iter().enumerate() {
+                for (o, v) in out[head * d..(head + 1) * d].iter_mut().zip(row(values, p)) {
+                    *o += w / total * v;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_split_attention_matches_a_plain_softmax() {
+        for c in [config(64), config(16)] {
+            // More positions than splits, and a count that does not divide evenly.
+            let positions = 37;
+            let shape = (1, c.num_kv_heads, positions, c.head_dim);
+            let per_tensor = positions * c.num_kv_heads * c.head_dim;
+            let (keys, values) = (numbers(per_tensor, 1), numbers(per_tensor, 2));
+            let q = numbers(c.num_heads * c.head_dim, 3);
+            let expected = reference(&q, &keys, &values, positions, &c);
+            let tensor = |data: &[f32]| Tensor::from_slice(data, shape, &Device::Cpu);
+            let (k, v) = (tensor(&keys).unwrap(), tensor(&values).unwrap());
+            let mut out = vec![0.0; q.len()];
+            attend(&q, (&k, &v), &c, &mut out).unwrap();
+            for (i, (got, want)) in out.iter().zip(&expected).enumerate() {
+                assert!((got - want).abs() <= 1e-5, "head size {}, value {i}: {got} vs {want}", c.head_dim);
+            }
+        }
+    }
 }

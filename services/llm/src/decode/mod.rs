@@ -14,6 +14,7 @@
 use candle_core::Tensor;
 
 mod attention;
+mod elementwise;
 
 use crate::{
     LlmError,
@@ -132,9 +133,7 @@ impl DecodeWeights {
             rms_norm(&x, &layer.ffn_norm, eps, &mut normed);
             layer.gate_up.gemv(&normed, &mut gate_up);
             let (gate, up) = gate_up.split_at_mut(c.intermediate_size);
-            for (g, u) in gate.iter_mut().zip(up.iter()) {
-                *g = *g / (1.0 + (-*g).exp()) * u;
-            }
+            elementwise::silu_mul(gate, up);
             layer.down.gemv(gate, &mut projected);
             add_assign(&mut x, &projected);
         }
