@@ -185,3 +185,40 @@ fn ingest_local_stores_documents_without_a_server_and_a_second_run_changes_nothi
     let second = run();
     assert!(second.contains("unchanged"), "the same content again is a no-op: {second}");
 }
+
+#[test]
+fn prompts_eval_writes_every_answer_of_the_variants_asked_for() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = tempfile::tempdir().unwrap();
+    let heldout = dir.path().join("heldout.jsonl");
+    let lines: Vec<String> = std::fs::read_to_string(root.join("prompts/data/uk/heldout.jsonl"))
+        .unwrap()
+        .lines()
+        .take(2)
+        .map(|line| format!("{line}\n"))
+        .collect();
+    std::fs::write(&heldout, lines.concat()).unwrap();
+    let answers = dir.path().join("answers.jsonl");
+    let eval = |variants: &str| {
+        let mut command = rudder(&["prompts", "eval", "--region", "uk", "--max-new-tokens", "4"]);
+        command.arg("--variants").arg(variants).arg("--heldout").arg(&heldout).arg("--answers").arg(&answers);
+        command.current_dir(&root).output().unwrap()
+    };
+
+    let refused = eval("a,z");
+    assert_eq!(refused.status.code(), Some(2), "a usage error");
+    assert!(stderr_of(&refused).contains("\"z\" is not a variant"), "{}", stderr_of(&refused));
+
+    let evaluated = eval("a");
+    assert!(evaluated.status.success(), "{}", stderr_of(&evaluated));
+    let written: Vec<serde_json::Value> = std::fs::read_to_string(&answers)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(written.len(), 2, "one line per held-out example, of variant (a) only");
+    for (answer, line) in written.iter().zip([1, 2]) {
+        assert_eq!((answer["variant"].as_str(), answer["line"].as_u64()), (Some("(a) untuned"), Some(line)));
+        assert!(answer["score"]["apologises"].is_boolean() && answer["answer"].is_string(), "{answer}");
+    }
+}
