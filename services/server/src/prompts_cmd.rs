@@ -351,8 +351,9 @@ fn eval_cmd(args: &EvalArgs) -> anyhow::Result<()> {
     // Without --prefix / --soft-prompt: the steering the region ships with (its highest version).
     let latest = versions.values().next_back().map(|v| &v.bundle);
     let shipped = |artifact: fn(&rudder_core::Bundle) -> &Option<ArtifactRef>| {
-        let reference = latest.and_then(|bundle| artifact(bundle).as_ref())?;
-        eprintln!("{}: {}", latest.map(|b| b.id()).unwrap_or_default(), reference.path.display());
+        let bundle = latest?;
+        let reference = artifact(bundle).as_ref()?;
+        eprintln!("{}: {}", bundle.id(), reference.path.display());
         Some(reference.path.clone())
     };
     let options = EvalOptions {

@@ -1,10 +1,11 @@
 //! The exponentials of a decode step (the attention softmax and SiLU: ~250k per token for
 //! SmolLM2-135M at ~800 positions) and the sums beside them.
 //!
-//! `f32::exp` is a libm call per value, which no loop around it can vectorise; at a few ns each
-//! that was a tenth of a step. [`exp`] is plain arithmetic the compiler turns into 8-wide AVX2 code
-//! inside the callers' AVX2 functions: a power of two from the exponent bits times a polynomial on
-//! the remainder. Relative error below 2e-7 (a few ulp), checked against `f32::exp` below.
+//! `f32::exp` is a libm call per value, which no loop around it can vectorise. [`exp`] is plain
+//! arithmetic the compiler turns into 8-wide AVX2 code inside the callers' AVX2 functions: a power of
+//! two from the exponent bits times a polynomial on the remainder. Relative error below 2e-7 (a few
+//! ulp), checked against `f32::exp` below. It is less work per token; the decode speed it buys was
+//! within this machine's noise (BENCHMARKS.md, 2026-11-29).
 
 // One unsafe call: entering code compiled for CPU features detected at run time.
 #![allow(unsafe_code)]
