@@ -12,8 +12,14 @@ version="${2:?usage: prompts/train-region.sh us|uk|eu VERSION}"
 rudder="${RUDDER_BIN:-target/debug/rudder}"
 steps="${STEPS:-60}"
 out="prompts/artifacts/$region/v$version"
+# Amounts with their currency weigh EMPHASIS_WEIGHT in the loss (from v4; v3 trained without it):
+# they are the few tokens that tell the regions apart, and tuned models copied foreign amounts.
+emphasis_weight="${EMPHASIS_WEIGHT:-3}"
 common=(--data "prompts/data/$region/train.jsonl" --steps "$steps" --batch-size 4 --warmup-steps 3
         --eval-every 6 --checkpoint-every 6 --patience 2)
+if [ "$emphasis_weight" != 1 ]; then
+    common+=(--emphasize '[$£€] ?[0-9]+([.,][0-9]+)*' --emphasis-weight "$emphasis_weight")
+fi
 mkdir -p "$out"
 "$rudder" prompts train prefix "${common[@]}" --out "$out/policy-prefix"
 "$rudder" prompts train soft "${common[@]}" --out "$out/tone-soft-prompt" --with "$out/policy-prefix"

@@ -65,6 +65,7 @@ fn hyper(steps: u64) -> HyperParameters {
         checkpoint_every: 2,
         seed: 11,
         max_example_tokens: 256,
+        emphasis: None,
     }
 }
 
@@ -199,4 +200,50 @@ fn bad_data_and_a_diverging_loss_get_clear_errors_and_no_artifact() {
     let err = train::train(model(), &options(Kind::Prefix, &data, &out, huge_lr)).expect_err("diverges");
     assert!(matches!(err, TrainError::NonFinite { .. }), "{err}");
     assert!(!out.join(artifact::MANIFEST_FILE).exists(), "no artifact after a diverged run");
+}
+
+#[test]
+fn emphasised_answer_tokens_are_the_matched_span_and_weigh_more_in_the_loss() {
+    use rudder_prompts::train::{
+        data::{self, Example, ExampleMeta},
+        loss,
+        params::SteeringTensors,
+    };
+    let example = Example {
+        line: 1,
+        context: vec![rudder_llm::Message::new(rudder_llm::Role::User, "How much is delivery?")],
+        answer: "Standard delivery costs £4.95 and next-day delivery £6.95 [1].".into(),
+        meta: ExampleMeta::default(),
+    };
+    let amounts = regex::Regex::new("£[0-9.]+").expect("pattern");
+    let plain = data::tokenize(model(), "You are a shop assistant.", &example, None).expect("tokenize");
+    let marked =
+        data::tokenize(model(), "You are a shop assistant.", &example, Some(&amounts)).expect("tokenize");
+    assert_eq!((&marked.ids, marked.answer_start), (&plain.ids, plain.answer_start));
+    assert!(plain.emphasised.is_empty());
+    let text: Vec<String> = marked
+        .emphasised
+        .iter()
+        .map(|&at| model().tokenizer.decode(&marked.ids[at..=at]).expect("decode"))
+        .collect();
+    assert_eq!(text.concat().replace(' ', ""), "£4.95£6.95", "emphasised tokens {text:?}");
+    assert!(marked.emphasised.iter().all(|&at| at >= marked.answer_start));
+
+    let steering = SteeringTensors::default();
+    let (nll, weight) = loss::answer_nll(model(), &steering, &[&marked], false, 1.0).expect("nll");
+    let (weighted, weight_3) = loss::answer_nll(model(), &steering, &[&marked], false, 3.0).expect("nll");
+    assert_eq!(weight, marked.answer_tokens() as f64);
+    assert_eq!(weight_3, weight + 2.0 * marked.emphasised.len() as f64);
+    let (nll, weighted) = (nll.to_scalar::<f32>().expect("scalar"), weighted.to_scalar::<f32>().expect("scalar"));
+    assert!(weighted > nll, "the emphasised tokens add their NLL twice more: {nll} -> {weighted}");
+
+    let bad = HyperParameters {
+        emphasis: Some(train::Emphasis { pattern: "£[0-9".into(), weight: 3.0 }),
+        ..hyper(2)
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = write_data(dir.path());
+    let err = train::train(model(), &options(Kind::SoftPrompt, &data, &dir.path().join("out"), bad))
+        .expect_err("a broken pattern is refused");
+    assert!(err.to_string().contains("--emphasize"), "{err}");
 }

@@ -199,7 +199,7 @@ fn evaluate_variant(
     let tokenized = examples
         .iter()
         .map(|e| {
-            data::tokenize(model, &variant.system_text, e).map_err(|reason| {
+            data::tokenize(model, &variant.system_text, e, None).map_err(|reason| {
                 TrainError::Data(format!("{}:{}: {reason}", options.heldout.display(), e.line))
             })
         })

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use regex::Regex;
 use rudder_llm::{LoadedModel, Message, Role};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -150,6 +151,9 @@ fn split_messages(messages: Vec<LineMessage>) -> Result<(Vec<Message>, String), 
 pub struct TokenizedExample {
     pub ids: Vec<u32>,
     pub answer_start: usize,
+    /// Positions in `ids` of answer tokens inside an emphasised span (sorted; see
+    /// [`super::HyperParameters::emphasis`]).
+    pub emphasised: Vec<usize>,
 }
 
 impl TokenizedExample {
@@ -161,11 +165,13 @@ impl TokenizedExample {
 /// Renders `example` with `system_text` (unless it brings its own system turn) the way serving does:
 /// the prompt with the generation prompt appended, then the answer up to and including the
 /// end-of-turn token. The two parts are encoded separately, as serving encodes the prompt and then
-/// generates, so the boundary tokens match.
+/// generates, so the boundary tokens match. Answer tokens that overlap a match of `emphasis` are
+/// marked as emphasised.
 pub fn tokenize(
     model: &LoadedModel,
     system_text: &str,
     example: &Example,
+    emphasis: Option<&Regex>,
 ) -> Result<TokenizedExample, String> {
     let mut context = example.context.clone();
     if context.first().is_none_or(|m| m.role != Role::System) {
@@ -182,15 +188,25 @@ pub fn tokenize(
     let end = answer_text
         .find(&model.tokenizer.eos_token)
         .map_or(answer_text.len(), |at| at + model.tokenizer.eos_token.len());
+    let answer_text = &answer_text[..end];
     let prompt_ids = model.tokenizer.encode(&prompt).map_err(|err| err.to_string())?;
-    let answer_ids = model.tokenizer.encode(&answer_text[..end]).map_err(|err| err.to_string())?;
-    if answer_ids.is_empty() {
+    let answer_tokens = model.tokenizer.encode_with_offsets(answer_text).map_err(|err| err.to_string())?;
+    if answer_tokens.is_empty() {
         return Err("the answer is empty".into());
     }
     let answer_start = prompt_ids.len();
+    let spans: Vec<(usize, usize)> = emphasis
+        .map(|pattern| pattern.find_iter(answer_text).map(|m| (m.start(), m.end())).collect())
+        .unwrap_or_default();
+    let emphasised = answer_tokens
+        .iter()
+        .enumerate()
+        .filter(|(_, (_, (from, to)))| spans.iter().any(|&(start, end)| *from < end && start < *to))
+        .map(|(index, _)| answer_start + index)
+        .collect();
     let mut ids = prompt_ids;
-    ids.extend(answer_ids);
-    Ok(TokenizedExample { ids, answer_start })
+    ids.extend(answer_tokens.iter().map(|&(id, _)| id));
+    Ok(TokenizedExample { ids, answer_start, emphasised })
 }
 
 /// Batches of example indices of similar length (little padding), in an order fixed by `seed` and

@@ -104,6 +104,28 @@ pub struct HyperParameters {
     pub seed: u64,
     /// Examples longer than this many tokens are refused (or skipped).
     pub max_example_tokens: usize,
+    /// Answer tokens inside a match of this pattern weigh more in the training loss (validation
+    /// loss stays unweighted). None: every answer token weighs the same (and older run ids and
+    /// manifests, which lack the field, stay as they were).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub emphasis: Option<Emphasis>,
+}
+
+/// The few answer tokens that carry a steering's point (an amount in the region's currency, say)
+/// are averaged away among the many that restate the passage; weighting them makes the gradient
+/// follow them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Emphasis {
+    /// A regular expression over the answer text.
+    pub pattern: String,
+    /// The loss weight of the tokens a match covers (the others weigh 1).
+    pub weight: f64,
+}
+
+impl Emphasis {
+    fn regex(&self) -> Result<regex::Regex, TrainError> {
+        regex::Regex::new(&self.pattern).map_err(|err| TrainError::Config(format!("--emphasize: {err}")))
+    }
 }
 
 impl HyperParameters {
@@ -153,6 +175,12 @@ impl HyperParameters {
         }
         if !matches!(self.init.as_str(), "text" | "vocab" | "random") {
             return bad("--init", "one of text, vocab, random");
+        }
+        if let Some(emphasis) = &self.emphasis {
+            if !(emphasis.weight.is_finite() && (1.0..=100.0).contains(&emphasis.weight)) {
+                return bad("--emphasis-weight", "must be between 1 and 100");
+            }
+            emphasis.regex()?;
         }
         Ok(())
     }
@@ -228,6 +256,7 @@ pub fn train(model: &LoadedModel, options: &TrainOptions) -> Result<TrainReport,
     let mut progress = progress::Progress::new(hyper.max_steps, state.step);
     let (elapsed_before, started) = (state.elapsed_s, Instant::now());
     let mut stopped_by = "max-steps";
+    let emphasis_weight = hyper.emphasis.as_ref().map_or(1.0, |e| e.weight as f32);
     while state.step < hyper.max_steps {
         let pause = options.pause_after.is_some_and(|at| state.step >= at);
         if pause || options.stop.load(Ordering::Relaxed) {
@@ -248,8 +277,8 @@ pub fn train(model: &LoadedModel, options: &TrainOptions) -> Result<TrainReport,
         );
 
         let steering = trainable.steering()?.with_fixed(&fixed.steering);
-        let (nll, scored) = loss::answer_nll(model, &steering, &batch, true)?;
-        let loss = (nll / scored as f64)?;
+        let (nll, total_weight) = loss::answer_nll(model, &steering, &batch, true, emphasis_weight)?;
+        let loss = (nll / total_weight)?;
         let value = f64::from(loss.to_scalar::<f32>()?);
         let grads = if value.is_finite() { Some(loss.backward()?) } else { None };
         let grad_norm = match &grads {
@@ -359,10 +388,11 @@ fn prepare_examples(
         };
     let context = model.model.config().max_position.saturating_sub(steering_positions);
     let limit = hyper.max_example_tokens.min(context);
+    let emphasis = hyper.emphasis.as_ref().map(Emphasis::regex).transpose()?;
     let mut examples = Vec::with_capacity(file.examples.len());
     let mut intents = Vec::with_capacity(file.examples.len());
     for example in &file.examples {
-        let outcome = data::tokenize(model, &options.system_text, example).and_then(|t| {
+        let outcome = data::tokenize(model, &options.system_text, example, emphasis.as_ref()).and_then(|t| {
             if t.ids.len() > limit {
                 Err(format!("the example is {} tokens, longer than the limit of {limit}", t.ids.len()))
             } else {

@@ -117,6 +117,12 @@ impl ModelTokenizer {
         Ok(encoding.get_ids().to_vec())
     }
 
+    /// Token ids of `text` (as [`Self::encode`]) with the byte range of `text` each one covers.
+    pub fn encode_with_offsets(&self, text: &str) -> Result<Vec<(u32, (usize, usize))>, LlmError> {
+        let encoding = self.inner.encode(text, false).map_err(|err| LlmError::Tokenizer(err.to_string()))?;
+        Ok(encoding.get_ids().iter().copied().zip(encoding.get_offsets().iter().copied()).collect())
+    }
+
     /// Text of `ids`, special tokens left out.
     pub fn decode(&self, ids: &[u32]) -> Result<String, LlmError> {
         self.inner.decode(ids, true).map_err(|err| LlmError::Tokenizer(err.to_string()))

@@ -234,6 +234,7 @@ pub fn train(files: &ModelFiles) -> anyhow::Result<()> {
         .map(|b| TokenizedExample {
             ids: text.iter().cycle().skip(b * 7).take(SEQUENCE).copied().collect(),
             answer_start: SEQUENCE / 2,
+            emphasised: Vec::new(),
         })
         .collect();
     let batch: Vec<&TokenizedExample> = examples.iter().collect();
@@ -259,8 +260,8 @@ pub fn train(files: &ModelFiles) -> anyhow::Result<()> {
     // (forward, backward, optimizer) seconds of one step.
     let mut step = || -> anyhow::Result<(f64, f64, f64)> {
         let started = Instant::now();
-        let (nll, scored) = loss::answer_nll(&model, &trainable.steering()?, &batch, true)?;
-        let loss = (nll / scored as f64)?;
+        let (nll, scored) = loss::answer_nll(&model, &trainable.steering()?, &batch, true, 1.0)?;
+        let loss = (nll / scored)?;
         loss.to_scalar::<f32>()?;
         let forward = started.elapsed().as_secs_f64();
         let grads = loss.backward()?;

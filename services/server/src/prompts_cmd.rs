@@ -12,7 +12,7 @@ use rudder_prompts::{
     eval::run::{self as eval_run, EvalOptions},
     feedback_export::{self, ExportFilter},
     peft,
-    train::{self, BadLines, HyperParameters, Kind, TrainOptions, optim::AdamWConfig},
+    train::{self, BadLines, Emphasis, HyperParameters, Kind, TrainOptions, optim::AdamWConfig},
 };
 
 use crate::ConfigFlags;
@@ -129,6 +129,13 @@ pub struct TrainArgs {
     /// Examples longer than this (in tokens) are refused, or skipped with --skip-bad-lines.
     #[arg(long, default_value_t = 512)]
     pub max_example_tokens: usize,
+    /// Answer tokens inside a match of this regular expression weigh --emphasis-weight in the
+    /// training loss, e.g. '[$£€] ?[0-9]+([.,][0-9]+)*' for amounts with their currency (validation loss
+    /// stays unweighted).
+    #[arg(long)]
+    pub emphasize: Option<String>,
+    #[arg(long, default_value_t = 3.0, requires = "emphasize")]
+    pub emphasis_weight: f64,
     /// Report malformed lines and go on without them (default: stop at the first).
     #[arg(long)]
     pub skip_bad_lines: bool,
@@ -290,6 +297,10 @@ async fn train_cmd(kind: Kind, args: TrainArgs) -> anyhow::Result<()> {
         checkpoint_every: args.checkpoint_every,
         seed: args.seed,
         max_example_tokens: args.max_example_tokens,
+        emphasis: args
+            .emphasize
+            .clone()
+            .map(|pattern| Emphasis { pattern, weight: args.emphasis_weight }),
     };
     let options = TrainOptions {
         kind,
