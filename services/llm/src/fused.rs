@@ -3,7 +3,8 @@
 //! differentiates each one separately; on two cores that made a training token cost ~4x an
 //! inference token. Each op here runs candle's fused forward kernel and computes its input gradient
 //! in closed form from the input (or the output), storing nothing else. None of them computes a
-//! gradient for the frozen tensors they hold (norm weights, rotary tables, masks).
+//! gradient for the frozen tensors they hold (norm weights, rotary tables). The attention core,
+//! softmax included, is one op of its own (`fused_attention`).
 
 use std::sync::{Mutex, PoisonError};
 
@@ -100,34 +101,6 @@ impl CustomOp1 for Rope {
     }
 }
 
-/// `softmax(scores + mask)` over the last dimension; `mask` `[tokens, total]` broadcasts over the
-/// leading dimensions of `scores` `[..., tokens, total]`. The gradient needs only the output P:
-/// `dS = P (g - sum(g P))`.
-pub(crate) struct MaskedSoftmax {
-    pub mask: Option<Tensor>,
-}
-
-impl CustomOp1 for MaskedSoftmax {
-    fn name(&self) -> &'static str {
-        "masked-softmax"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let scores = input_tensor(storage, layout, self.name())?;
-        let scores = match &self.mask {
-            Some(mask) => scores.broadcast_add(mask)?,
-            None => scores,
-        };
-        output_storage(&candle_nn::ops::softmax_last_dim(&scores)?)
-    }
-
-    fn bwd(&self, _scores: &Tensor, p: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let p = p.detach();
-        let inner = (grad * &p)?.sum_keepdim(D::Minus1)?;
-        Ok(Some((grad.broadcast_sub(&inner)? * p)?))
-    }
-}
-
 /// The gated feed-forward block `y = (silu(h Wg^T) * h Wu^T) Wd^T` of `h` `[rows, hidden]`, with the
 /// gradient to `h` only. As separate ops it is five graph nodes, and candle's backward creates a
 /// zero tensor and adds into it for every one of them (`[rows, intermediate]`-sized, the largest
@@ -196,10 +169,10 @@ impl CustomOp1 for GatedMlp {
 }
 
 /// The values of a contiguous f32 CPU tensor's storage, borrowed rather than copied.
-fn f32_values<'a>(storage: &'a Storage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
+pub(crate) fn f32_values<'a>(storage: &'a Storage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
     match storage {
-        Storage::Cpu(cpu) => contiguous_f32(cpu, layout, "gated-mlp backward"),
-        _ => Err(candle_core::Error::Msg("gated-mlp backward runs on the CPU".into())),
+        Storage::Cpu(cpu) => contiguous_f32(cpu, layout, "a training op's backward"),
+        _ => Err(candle_core::Error::Msg("training ops run on the CPU".into())),
     }
 }
 
@@ -298,20 +271,6 @@ mod tests {
             )?;
         }
         Ok(())
-    }
-
-    #[test]
-    fn masked_softmax_matches_the_composed_softmax() -> candle_core::Result<()> {
-        let mask = Tensor::new(
-            &[[0f32, f32::NEG_INFINITY, f32::NEG_INFINITY], [0.0, 0.0, f32::NEG_INFINITY]],
-            &Device::Cpu,
-        )?;
-        let mask = Tensor::cat(&[&Tensor::zeros((2, 2), DType::F32, &Device::Cpu)?, &mask], 1)?;
-        check(
-            &[2, 3, 2, 5],
-            |x| x.apply_op1(MaskedSoftmax { mask: Some(mask.clone()) }),
-            |x| candle_nn::ops::softmax(&x.broadcast_add(&mask)?, D::Minus1),
-        )
     }
 
     #[test]

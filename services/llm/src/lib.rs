@@ -9,6 +9,7 @@ mod decode;
 mod error;
 mod frozen;
 mod fused;
+mod fused_attention;
 pub mod gguf;
 mod kv_cache;
 pub mod loader;

@@ -5,8 +5,8 @@
 //! - it returns logits for every position, the last one, or none;
 //! - with `differentiable` it uses ops that record a backward pass to the activations only (candle's
 //!   fused softmax, RMS norm and rope kernels record none, so a gradient through them would silently
-//!   be None; our own ops in `fused` wrap those kernels with closed-form input gradients); without it
-//!   it uses the fused kernels directly.
+//!   be None; our own ops in `fused` wrap those kernels with closed-form input gradients, and
+//!   `fused_attention` does the whole attention core); without it it uses the fused kernels directly.
 //!
 //! Grouped-query attention folds the query heads of a group into rows instead of copying keys/values
 //! per query head, so decode reads each cached key/value once.
@@ -17,6 +17,7 @@ use crate::{
     LlmError,
     config::{LlamaConfig, RopeStyle},
     fused::{self, GatedMlp},
+    fused_attention::CausalAttention,
     kv_cache::KvCache,
     weights::{Block, Pass, Weights},
 };
@@ -180,8 +181,9 @@ impl Step<'_> {
 
     /// `[tokens, start + tokens]`: 0 where a query may attend, -inf after its own position. Cached
     /// positions (prefix, earlier tokens) are visible to all. None for a single token.
+    /// Training's attention op masks by position itself: None there too.
     fn causal_mask(&self) -> Result<Option<Tensor>, LlmError> {
-        if self.tokens == 1 {
+        if self.tokens == 1 || self.differentiable {
             return Ok(None);
         }
         let total = self.start + self.tokens;
@@ -211,18 +213,6 @@ impl Step<'_> {
             (RopeStyle::Interleaved, false) => rope_i(&x, &cos, &sin)?,
             (RopeStyle::Halves, false) => rope(&x, &cos, &sin)?,
         })
-    }
-
-    /// Attention weights: softmax over the masked scores `[b, kv, group, tokens, total]`.
-    fn attention_weights(&self, scores: &Tensor, mask: Option<&Tensor>) -> Result<Tensor, LlmError> {
-        if self.differentiable {
-            return Ok(scores.contiguous()?.apply_op1(fused::MaskedSoftmax { mask: mask.cloned() })?);
-        }
-        let masked = match mask {
-            Some(mask) => scores.broadcast_add(mask)?,
-            None => scores.clone(),
-        };
-        Ok(candle_nn::ops::softmax_last_dim(&masked)?)
     }
 
     fn block(
@@ -263,15 +253,22 @@ impl Step<'_> {
         let k = self.rope(&split(block.k.forward(x, pass)?, kv_heads)?)?;
         let v = split(block.v.forward(x, pass)?, kv_heads)?.contiguous()?;
         let (k, v) = cache.append(layer, k, v)?;
+        if self.differentiable {
+            let attended = q.apply_op3(&k.contiguous()?, &v.contiguous()?, CausalAttention::new())?;
+            return block.o.forward(&attended, pass);
+        }
         let total = k.dim(2)?;
 
         // Query heads of one group share a key/value head: [b, kv, group * tokens, d].
         // Scaled before the product: the query is `tokens` rows, the scores `tokens x total`.
         let q = (q.reshape((batch, kv_heads, group * tokens, head_dim))? * (1.0 / (head_dim as f64).sqrt()))?;
-        let scores = q.matmul(&k.t()?)?;
-        let weights = self
-            .attention_weights(&scores.reshape((batch, kv_heads, group, tokens, total))?, mask)?
-            .reshape((batch, kv_heads, group * tokens, total))?;
+        let scores = q.matmul(&k.t()?)?.reshape((batch, kv_heads, group, tokens, total))?;
+        let masked = match mask {
+            Some(mask) => scores.broadcast_add(mask)?,
+            None => scores,
+        };
+        let weights =
+            candle_nn::ops::softmax_last_dim(&masked)?.reshape((batch, kv_heads, group * tokens, total))?;
         let attended = weights.matmul(&v)?;
         let attended = attended.reshape((batch, heads, tokens, head_dim))?.transpose(1, 2)?.reshape((
             batch,

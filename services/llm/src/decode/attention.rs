@@ -13,6 +13,7 @@ use std::sync::{Mutex, PoisonError};
 
 use candle_core::{Layout, Storage, Tensor, utils::barrier_pool};
 
+use super::elementwise::dot;
 use crate::{LlmError, config::LlamaConfig};
 
 /// Position ranges per step: a few per thread, so a thread that finishes early takes another.
@@ -207,23 +208,6 @@ impl<'a> HeadRows<'a> {
         let start = self.offset + head * self.head_stride + position * self.position_stride;
         &self.data[start..start + self.head_dim]
     }
-}
-
-/// Independent partial sums (two 8-wide registers), so the loop vectorises and the additions do
-/// not wait on each other; few enough that summing the lanes at the end stays cheap (a dot is only
-/// `head_dim` products, and there is one per position and query head).
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    const LANES: usize = 16;
-    let mut sums = [0.0f32; LANES];
-    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: f32 = a_chunks.remainder().iter().zip(b_chunks.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in a_chunks.zip(b_chunks) {
-        for i in 0..LANES {
-            sums[i] = x[i].mul_add(y[i], sums[i]);
-        }
-    }
-    sums.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! The exponentials of a decode step (the attention softmax and SiLU: ~250k per token for
-//! SmolLM2-135M at ~800 positions) and the sums beside them.
+//! SmolLM2-135M at ~800 positions) and the sums beside them; also the softmax rows of training's
+//! attention (millions per layer and step).
 //!
 //! `f32::exp` is a libm call per value, which no loop around it can vectorise. [`exp`] is plain
 //! arithmetic the compiler turns into 8-wide AVX2 code inside the callers' AVX2 functions: a power of
@@ -49,6 +50,79 @@ pub(super) fn sum(values: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
+/// Independent partial sums (two 8-wide registers), so the loop vectorises and the additions do
+/// not wait on each other; few enough that summing the lanes at the end stays cheap (a dot is only
+/// `head_dim` products, and there is one per position and query head).
+#[inline(always)]
+pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut sums = [0.0f32; LANES];
+    let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = a_chunks.remainder().iter().zip(b_chunks.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in a_chunks.zip(b_chunks) {
+        for i in 0..LANES {
+            sums[i] = x[i].mul_add(y[i], sums[i]);
+        }
+    }
+    sums.iter().sum::<f32>() + tail
+}
+
+/// Causal attention weights in place: `scores` holds rows of `total` scores, row `r` belonging to
+/// the query of token `r % tokens` of the last `tokens` positions. Each row becomes the softmax over
+/// the positions its query may see (everything cached before the tokens, then its own and earlier
+/// tokens); later positions become 0.
+pub(crate) fn causal_softmax_rows(scores: &mut [f32], tokens: usize, total: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::q8::has_avx2_fma() {
+        // SAFETY: the CPU has the features the function is compiled for (checked just above).
+        return unsafe { causal_softmax_rows_avx2(scores, tokens, total) };
+    }
+    causal_softmax_rows_portable(scores, tokens, total)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn causal_softmax_rows_avx2(scores: &mut [f32], tokens: usize, total: usize) {
+    causal_softmax_rows_portable(scores, tokens, total)
+}
+
+#[inline(always)]
+fn causal_softmax_rows_portable(scores: &mut [f32], tokens: usize, total: usize) {
+    for (r, row) in scores.chunks_exact_mut(total).enumerate() {
+        let (seen, later) = row.split_at_mut(total - tokens + r % tokens + 1);
+        let max = seen.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+        seen.iter_mut().for_each(|s| *s = exp(*s - max));
+        let inverse = 1.0 / sum(seen);
+        seen.iter_mut().for_each(|s| *s *= inverse);
+        later.fill(0.0);
+    }
+}
+
+/// The softmax's backward pass in place, row by row (rows of `total`): with `probs` the softmax
+/// output and `grad` the gradient reaching it, `grad[i] = probs[i] (grad[i] - sum_j grad[j] probs[j])`.
+pub(crate) fn softmax_backward_rows(grad: &mut [f32], probs: &[f32], total: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::q8::has_avx2_fma() {
+        // SAFETY: the CPU has the features the function is compiled for (checked just above).
+        return unsafe { softmax_backward_rows_avx2(grad, probs, total) };
+    }
+    softmax_backward_rows_portable(grad, probs, total)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn softmax_backward_rows_avx2(grad: &mut [f32], probs: &[f32], total: usize) {
+    softmax_backward_rows_portable(grad, probs, total)
+}
+
+#[inline(always)]
+fn softmax_backward_rows_portable(grad: &mut [f32], probs: &[f32], total: usize) {
+    for (g, p) in grad.chunks_exact_mut(total).zip(probs.chunks_exact(total)) {
+        let inner = dot(g, p);
+        g.iter_mut().zip(p).for_each(|(g, p)| *g = p * (*g - inner));
+    }
+}
+
 /// `gate[i] = silu(gate[i]) * up[i]`: the gated feed-forward's activation.
 pub(super) fn silu_mul(gate: &mut [f32], up: &[f32]) {
     #[cfg(target_arch = "x86_64")]
@@ -89,6 +163,41 @@ mod tests {
         assert_eq!(exp(0.0), 1.0);
         assert!(exp(-1000.0) < 1e-37 && exp(-1000.0) >= 0.0, "clamped, not NaN");
         assert!(exp(1000.0).is_finite());
+    }
+
+    #[test]
+    fn causal_softmax_rows_see_the_cache_and_their_own_and_earlier_tokens() {
+        // 2 query tokens after 1 cached position, two rows per token (e.g. two heads): row r is
+        // token r % 2, which sees 2 + r % 2 positions.
+        let mut scores: Vec<f32> = (0..12).map(|i| (i % 5) as f32 * 0.7 - 1.0).collect();
+        let original = scores.clone();
+        causal_softmax_rows(&mut scores, 2, 3);
+        for (r, (row, raw)) in scores.chunks(3).zip(original.chunks(3)).enumerate() {
+            let visible = 2 + r % 2;
+            let norm: f32 = raw[..visible].iter().map(|s| s.exp()).sum();
+            for j in 0..3 {
+                let want = if j < visible { raw[j].exp() / norm } else { 0.0 };
+                assert!((row[j] - want).abs() < 1e-6, "row {r} position {j}: {} vs {want}", row[j]);
+            }
+        }
+    }
+
+    #[test]
+    fn softmax_backward_rows_is_the_softmax_jacobian_applied_to_the_gradient() {
+        let probs = [0.2f32, 0.5, 0.3, 0.6, 0.4, 0.0];
+        let mut grad = [1.0f32, -2.0, 0.5, 3.0, 1.0, 7.0];
+        let want: Vec<f32> = grad
+            .chunks(3)
+            .zip(probs.chunks(3))
+            .flat_map(|(g, p)| {
+                let inner: f32 = g.iter().zip(p).map(|(g, p)| g * p).sum();
+                g.iter().zip(p).map(move |(g, p)| p * (g - inner)).collect::<Vec<_>>()
+            })
+            .collect();
+        softmax_backward_rows(&mut grad, &probs, 3);
+        for (got, want) in grad.iter().zip(want) {
+            assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@
 use candle_core::Tensor;
 
 mod attention;
-mod elementwise;
+pub(crate) mod elementwise;
 
 use crate::{
     LlmError,
