@@ -234,7 +234,8 @@ fn emphasised_answer_tokens_are_the_matched_span_and_weigh_more_in_the_loss() {
     let (weighted, weight_3) = loss::answer_nll(model(), &steering, &[&marked], false, 3.0).expect("nll");
     assert_eq!(weight, marked.answer_tokens() as f64);
     assert_eq!(weight_3, weight + 2.0 * marked.emphasised.len() as f64);
-    let (nll, weighted) = (nll.to_scalar::<f32>().expect("scalar"), weighted.to_scalar::<f32>().expect("scalar"));
+    let (nll, weighted) =
+        (nll.to_scalar::<f32>().expect("scalar"), weighted.to_scalar::<f32>().expect("scalar"));
     assert!(weighted > nll, "the emphasised tokens add their NLL twice more: {nll} -> {weighted}");
 
     let bad = HyperParameters {

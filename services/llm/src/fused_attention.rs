@@ -141,8 +141,12 @@ impl CustomOp3 for CausalAttention {
         }
         let score_grad = Tensor::from_vec(score_grad, weights.shape(), &Device::Cpu)?;
 
-        let query_grad = (score_grad.matmul(&keys)? * dims.scale())?
-            .reshape((dims.batch, dims.heads, dims.tokens, dims.head_dim))?;
+        let query_grad = (score_grad.matmul(&keys)? * dims.scale())?.reshape((
+            dims.batch,
+            dims.heads,
+            dims.tokens,
+            dims.head_dim,
+        ))?;
         let key_grad = score_grad.t()?.matmul(&dims.grouped_queries(&queries.detach())?)?;
         let value_grad = weights.t()?.matmul(&grad)?;
         Ok((Some(query_grad), Some(key_grad), Some(value_grad)))
@@ -162,15 +166,18 @@ mod tests {
         let group = heads / kv_heads;
         let mask: Vec<f32> = (0..tokens)
             .flat_map(|i| {
-                (0..positions)
-                    .map(move |j| if j > positions - tokens + i { f32::NEG_INFINITY } else { 0.0 })
+                (0..positions).map(move |j| if j > positions - tokens + i { f32::NEG_INFINITY } else { 0.0 })
             })
             .collect();
         let mask = Tensor::from_vec(mask, (tokens, positions), &Device::Cpu)?;
         let q = (q.reshape((batch, kv_heads, group * tokens, head_dim))? / (head_dim as f64).sqrt())?;
         let scores = q.matmul(&k.t()?)?.reshape((batch, kv_heads, group, tokens, positions))?;
-        let weights = candle_nn::ops::softmax(&scores.broadcast_add(&mask)?, D::Minus1)?
-            .reshape((batch, kv_heads, group * tokens, positions))?;
+        let weights = candle_nn::ops::softmax(&scores.broadcast_add(&mask)?, D::Minus1)?.reshape((
+            batch,
+            kv_heads,
+            group * tokens,
+            positions,
+        ))?;
         weights.matmul(v)?.reshape((batch, heads, tokens, head_dim))?.transpose(1, 2)?.reshape((
             batch,
             tokens,

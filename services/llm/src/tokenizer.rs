@@ -17,6 +17,9 @@ const TOKEN_TYPE_CONTROL: i32 = 3;
 /// GGUF `tokenizer.ggml.token_type` of user-defined added tokens.
 const TOKEN_TYPE_USER_DEFINED: i32 = 4;
 
+/// `(start, end)` bytes of a text.
+pub type ByteRange = (usize, usize);
+
 /// A tokenizer with the special-token ids the runtime needs.
 #[derive(Debug, Clone)]
 pub struct ModelTokenizer {
@@ -118,7 +121,7 @@ impl ModelTokenizer {
     }
 
     /// Token ids of `text` (as [`Self::encode`]) with the byte range of `text` each one covers.
-    pub fn encode_with_offsets(&self, text: &str) -> Result<Vec<(u32, (usize, usize))>, LlmError> {
+    pub fn encode_with_offsets(&self, text: &str) -> Result<Vec<(u32, ByteRange)>, LlmError> {
         let encoding = self.inner.encode(text, false).map_err(|err| LlmError::Tokenizer(err.to_string()))?;
         Ok(encoding.get_ids().iter().copied().zip(encoding.get_offsets().iter().copied()).collect())
     }

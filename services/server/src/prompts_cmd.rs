@@ -297,10 +297,7 @@ async fn train_cmd(kind: Kind, args: TrainArgs) -> anyhow::Result<()> {
         checkpoint_every: args.checkpoint_every,
         seed: args.seed,
         max_example_tokens: args.max_example_tokens,
-        emphasis: args
-            .emphasize
-            .clone()
-            .map(|pattern| Emphasis { pattern, weight: args.emphasis_weight }),
+        emphasis: args.emphasize.clone().map(|pattern| Emphasis { pattern, weight: args.emphasis_weight }),
     };
     let options = TrainOptions {
         kind,
