@@ -29,7 +29,7 @@ import re
 import sys
 import tomllib
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -348,6 +348,8 @@ class Intent:
     forbidden: list[str] = field(default_factory=list)
     avoid: list[str] = field(default_factory=list)  # section keys or doc ids never used as distractors
     what: str = ""  # not_covered: what the question is about
+    # Multiplies the intent's share of its split and kind (see `allot`).
+    weight: float = 1.0
 
     @property
     def id(self) -> str:
@@ -390,9 +392,15 @@ class Builder:
         self.region = region
         self.intents: list[Intent] = []
 
-    def add(self, concept, topic, kind, rel, questions, answers, params=None, forbidden=(), avoid=(), what=""):
+    def add(self, concept, topic, kind, rel, questions, answers, params=None, forbidden=(), avoid=(), what="",
+            weight=1.0):
         self.intents.append(Intent(self.region, concept, topic, kind, list(rel), list(questions), list(answers),
-                                   params, list(forbidden), list(avoid), what))
+                                   params, list(forbidden), list(avoid), what, weight))
+
+    def pressed(self, concept, questions):
+        """The decline `concept` again, as its own intent, asked by a customer pressing for an exception."""
+        base = next(i for i in self.intents if i.concept == concept and i.kind == "decline")
+        self.intents.append(replace(base, concept=concept + ".pressed", questions=list(questions)))
 
     def nc(self, concept, topic, what, questions, avoid=()):
         self.add(concept, topic, "not_covered", [], questions, [], None, (), avoid, what)
@@ -1061,6 +1069,24 @@ def us_intents() -> list[Intent]:
         "Can I rent a kayak from your store?",
         "Do you have a gear rental program?",
     ])
+    # Customers pressing for an exception ("anyway", "just this once"): tuned models echoed such requests
+    # as promises ("so we can waive the shipping fee"). Same passages and answers as the plain declines.
+    b.pressed("returns.late", [
+        "I know it's past 30 days, but could you take {item} back anyway, just this once?",
+        "It's only been {d} days. Can't you make an exception and accept the return anyway?",
+    ])
+    b.pressed("refunds.express_back", [
+        "Nothing's wrong with {item}, I just don't need it. Could you waive the rule and refund my $19.95 express shipping anyway?",
+        "Please make an exception just this once and give me back the express shipping on {item}.",
+    ])
+    b.pressed("loyalty.reward_expired", [
+        "My $10 reward expired, I got it {m} months ago. Could you honor it anyway, just this once?",
+        "Could you waive the expiry date on my $10 reward from {m} months ago? Just this once?",
+    ])
+    b.pressed("price.late", [
+        "I know it's been {d} days, but could you give me the price difference on my {item} anyway? Just this once?",
+        "Could you waive the 14-day rule for my {item}? It dropped {d} days after I bought it.",
+    ])
     return b.intents
 
 
@@ -1585,6 +1611,24 @@ def uk_intents() -> list[Intent]:
         "I saw these boots cheaper elsewhere. Will you match the price?",
         "Do you refund the difference if the price drops after I buy?",
     ])
+    # Customers pressing for an exception ("anyway", "just this once"): tuned models echoed such requests
+    # as promises ("so I can give you free delivery anyway"). Same passages and answers as the plain declines.
+    b.pressed("returns.late", [
+        "I know it is past 28 days, but could you accept {item} back anyway, just this once?",
+        "It has only been {d} days. Could you not make an exception and take the return anyway?",
+    ])
+    b.pressed("refunds.express_back", [
+        "I cancelled my order. Could you waive the rule and refund the full £6.95 next-day charge anyway?",
+        "Please make an exception just this once and refund my whole next-day delivery charge.",
+    ])
+    b.pressed("loyalty.cash", [
+        "Could you make an exception and pay my points out in cash anyway, just this once?",
+        "Could you waive the voucher rule and pay my points into my bank account?",
+    ])
+    b.pressed("shipping.nextday_remote", [
+        "I know it is not usually offered, but could you send my order next-day to {place} anyway?",
+        "Could you make an exception just this once and deliver next-day to {place}?",
+    ])
     return b.intents
 
 
@@ -1967,14 +2011,19 @@ def eu_intents() -> list[Intent]:
         "Physical gift cards and e-gift cards are available from €10 to €500 in the European Union {c1}.",
     ], [{}, {}, {}, {"_q": "Can I buy a €5 gift card?",
                      "_a": "Please note that gift cards are available from €10 to €500 in the European Union {c1}, so the smallest card is €10."}])
+    # Weighed 3x: its passage quotes every region's gift card values, and eu v4 copied the dollar and
+    # pound ones into gift card answers (all its currency errors); these examples quote only the euro ones.
     b.add("giftcards.kinds", "gift-cards", "answer", ["gift-cards#Buying gift cards"], [
         "Do you sell e-gift cards as well as physical cards?",
         "Is it possible to buy a physical gift card instead of an e-gift card?",
         "I would like to give my colleague a gift card for her birthday. Do you offer them?",
         "Can I order an e-gift card on your website?",
+        "Do your gift cards come as plastic cards or only by e-mail?",
+        "My parents would like to offer me a gift card from your shop. Is that something you sell?",
     ], [
         "Physical gift cards and e-gift cards are both available, from €10 to €500 in the European Union {c1}.",
-    ])
+        "Please note that we offer both physical gift cards and e-gift cards, from €10 to €500 in the European Union {c1}.",
+    ], weight=3.0)
     b.add("giftcards.validity", "gift-cards", "answer", ["gift-cards#European Union"], [
         "Do EU gift cards expire?",
         "How long is my gift card valid?",
@@ -2386,12 +2435,13 @@ def states_amount(intent: Intent) -> bool:
 
 
 def allot(intents: list[Intent], total: int, rng: random.Random, weighted: bool) -> dict[str, int]:
-    """`total` examples spread over `intents` in proportion to their weight (when `weighted`, intents
-    whose answers state an amount weigh AMOUNT_WEIGHT, others 1), largest remainders first, ties by lot."""
+    """`total` examples spread over `intents` in proportion to their weight (when `weighted`, the intent's
+    own weight, times AMOUNT_WEIGHT if its answers state an amount), largest remainders first, ties by lot."""
     if not intents:
         assert total == 0
         return {}
-    weights = {i.id: (AMOUNT_WEIGHT if weighted and states_amount(i) else 1.0) for i in intents}
+    weights = {i.id: (i.weight * (AMOUNT_WEIGHT if states_amount(i) else 1.0) if weighted else 1.0)
+               for i in intents}
     scale = total / sum(weights.values())
     exact = {k: w * scale for k, w in weights.items()}
     counts = {k: int(v) for k, v in exact.items()}
