@@ -160,6 +160,13 @@ async fn publish_gate_hot_swap_ab_rollback_and_audit_over_grpc() -> anyhow::Resu
     missing_data
         .retain(|m| !matches!(&m.message, Some(Message::Data(d)) if d.artifact_name == "tone-soft-prompt"));
     assert_eq!(publish(missing_data).await.unwrap_err().code(), Code::InvalidArgument);
+    let mut two_regions = publish_messages(&info.fingerprint, &shipped_text, None)?;
+    if let Some(Message::Spec(spec)) = &mut two_regions[0].message {
+        spec.retrieval_regions.push("eu".into());
+    }
+    let two_regions = publish(two_regions).await.unwrap_err();
+    assert_eq!(two_regions.code(), Code::InvalidArgument);
+    assert!(two_regions.message().contains("spec.retrieval_regions"), "{two_regions:?}");
     let listed = prompts.list_bundles(ListBundlesRequest { region: "uk".into() }).await?.into_inner();
     assert_eq!(
         listed.bundles[0].versions,

@@ -203,3 +203,31 @@ async fn a_client_that_hangs_up_mid_stream_frees_the_worker() -> anyhow::Result<
     assert_eq!((traffic.requests, traffic.cancelled, traffic.errors), (2, 1, 0), "{traffic:?}");
     server.server.shutdown().await
 }
+
+#[tokio::test]
+async fn beyond_the_queue_a_request_is_refused_at_once_and_counted_as_rejected() -> anyhow::Result<()> {
+    let server = TestServer::start_with(|config| config.generation.queue_capacity = 1).await?;
+    let mut client = GenerationServiceClient::new(server.channel().await?);
+    // The worker takes the first request (it is decoding once a token arrives) and the queue holds
+    // the second: the third finds no room.
+    let mut running = client.generate(uk_question(400)).await?.into_inner();
+    while let Some(event) = running.message().await? {
+        if matches!(event.event, Some(Event::Delta(_))) {
+            break;
+        }
+    }
+    let queued = client.generate(uk_question(400)).await?.into_inner();
+    let refused = client.generate(uk_question(8)).await.map(|_| ()).unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    drop((running, queued));
+    let mut prompts = PromptServiceClient::new(server.channel().await?);
+    let active = v1::BundleRef { region: "uk".into(), ..Default::default() };
+    let bundle = prompts.get_bundle(v1::GetBundleRequest { r#ref: Some(active) }).await?.into_inner();
+    let traffic = bundle.bundle.and_then(|b| b.traffic).unwrap_or_default();
+    assert_eq!(
+        (traffic.rejected, traffic.errors),
+        (1, 0),
+        "load is not an error of the version: {traffic:?}"
+    );
+    server.server.shutdown().await
+}

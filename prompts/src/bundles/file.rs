@@ -161,6 +161,10 @@ fn key(region: &str, brand: Option<&str>) -> BundleKey {
     BundleKey { region: region.to_owned(), brand: brand.map(str::to_owned) }
 }
 
+/// Why a bundle may name at most one retrieval region (also enforced when one is published).
+pub(crate) const MULTIPLE_REGIONS: &str =
+    "at most one region: retrieval filters each question to one region's documents";
+
 /// Reads and fingerprints the version in `dir`.
 pub fn read_version(dir: &Path, key: &BundleKey, version: u32) -> Result<VersionOnDisk, BundleFileError> {
     let path = dir.join(BUNDLE_FILE);
@@ -222,6 +226,9 @@ pub fn read_version(dir: &Path, key: &BundleKey, version: u32) -> Result<Version
         Some(scope) => (scope.regions, scope.brands),
         None => (vec![key.region.clone()], Vec::new()),
     };
+    if retrieval_regions.len() > 1 {
+        return Err(invalid(format!("retrieval.regions: {MULTIPLE_REGIONS} (got {retrieval_regions:?})")));
+    }
     let artifact_ref = |kind: Kind| artifacts.iter().find(|a| a.kind == kind).map(|a| a.reference.clone());
     let bundle = Bundle {
         key: key.clone(),
@@ -318,6 +325,20 @@ mod tests {
         );
         let err = scan(dir.path()).unwrap_err().to_string();
         assert!(err.contains("eu/v1/bundle.toml") && err.contains("gone.safetensors"), "{err}");
+    }
+
+    #[test]
+    fn a_bundle_scoped_to_two_retrieval_regions_is_refused_naming_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "eu/v1/bundle.toml",
+            "system_text = \"x\"\n[retrieval]\nregions = [\"eu\", \"uk\"]\n",
+        );
+        let err = scan(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("eu/v1/bundle.toml") && err.contains("retrieval.regions"), "{err}");
+        write(dir.path(), "eu/v1/bundle.toml", "system_text = \"x\"\n[retrieval]\nregions = [\"uk\"]\n");
+        assert_eq!(scan(dir.path()).unwrap()[&key("eu", None)][&1].bundle.retrieval_regions, ["uk"]);
     }
 
     #[test]

@@ -15,7 +15,9 @@ use tonic::{Request, Response, Status, Streaming};
 
 use super::{
     audit::{AuditAction, AuditEntry},
-    file::{ArtifactFile, ArtifactInfo, BundleFile, GenerationFile, RetrievalScope, VersionOnDisk, hex},
+    file::{
+        self, ArtifactFile, ArtifactInfo, BundleFile, GenerationFile, RetrievalScope, VersionOnDisk, hex,
+    },
     gate::{self, EvalRecord, GateCheck},
     registry::{BundleSummary, ChangeBy, GateOutcome, Registry},
 };
@@ -329,6 +331,9 @@ impl PromptServiceImpl {
         for (i, region) in spec.retrieval_regions.iter().enumerate() {
             self.check_region(region, &format!("spec.retrieval_regions[{i}]"))?;
         }
+        if spec.retrieval_regions.len() > 1 {
+            return Err(ServiceError::invalid("spec.retrieval_regions", file::MULTIPLE_REGIONS));
+        }
         if let Some(g) = &spec.generation {
             check_generation(g, self.model.config.max_position)?;
         }
@@ -585,6 +590,7 @@ impl v1::prompt_service_server::PromptService for PromptServiceImpl {
                 requests: t.requests,
                 errors: t.errors,
                 cancelled: t.cancelled,
+                rejected: t.rejected,
                 latency_p50_ms: t.latency_p50_ms,
                 latency_p99_ms: t.latency_p99_ms,
                 time_to_first_token_p50_ms: t.time_to_first_token_p50_ms,

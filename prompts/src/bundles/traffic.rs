@@ -23,6 +23,7 @@ pub struct TrafficSummary {
     pub requests: u64,
     pub errors: u64,
     pub cancelled: u64,
+    pub rejected: u64,
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
     pub time_to_first_token_p50_ms: f64,
@@ -33,6 +34,7 @@ struct Counters {
     ok: u64,
     errors: u64,
     cancelled: u64,
+    rejected: u64,
     latencies_ms: VecDeque<f64>,
     first_token_ms: VecDeque<f64>,
     latency: Histogram,
@@ -45,6 +47,7 @@ impl Default for Counters {
             ok: 0,
             errors: 0,
             cancelled: 0,
+            rejected: 0,
             latencies_ms: VecDeque::new(),
             first_token_ms: VecDeque::new(),
             latency: Histogram::new(&LATENCY_BUCKETS_SECONDS),
@@ -73,6 +76,7 @@ impl Traffic {
             Outcome::Ok => counters.ok += 1,
             Outcome::Error => counters.errors += 1,
             Outcome::Cancelled => counters.cancelled += 1,
+            Outcome::Rejected => counters.rejected += 1,
         }
         // Failed and abandoned requests say nothing about how fast an answer is.
         if served.outcome != Outcome::Ok {
@@ -90,9 +94,10 @@ impl Traffic {
         let all = self.by_version.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(c) = all.get(&(key.clone(), version)) else { return TrafficSummary::default() };
         TrafficSummary {
-            requests: c.ok + c.errors + c.cancelled,
+            requests: c.ok + c.errors + c.cancelled + c.rejected,
             errors: c.errors,
             cancelled: c.cancelled,
+            rejected: c.rejected,
             latency_p50_ms: percentile(&c.latencies_ms, 0.50),
             latency_p99_ms: percentile(&c.latencies_ms, 0.99),
             time_to_first_token_p50_ms: percentile(&c.first_token_ms, 0.50),
@@ -105,11 +110,11 @@ impl Traffic {
         out.family(
             "rudder_generate_requests_total",
             "counter",
-            "Generate requests by bundle version and outcome (ok, error, cancelled).",
+            "Generate requests by bundle version and outcome (ok, error, cancelled, rejected).",
         );
         for ((key, version), c) in all.iter() {
             let version = version.to_string();
-            for (outcome, count) in Outcome::ALL.into_iter().zip([c.ok, c.errors, c.cancelled]) {
+            for (outcome, count) in Outcome::ALL.into_iter().zip([c.ok, c.errors, c.cancelled, c.rejected]) {
                 let labels = version_labels(key, &version, Some(outcome));
                 out.sample("rudder_generate_requests_total", &labels, count as f64);
             }
@@ -199,9 +204,11 @@ mod tests {
         }
         traffic.record(&key("uk"), 2, served(Outcome::Error, 9000));
         traffic.record(&key("uk"), 2, served(Outcome::Cancelled, 9000));
+        traffic.record(&key("uk"), 2, served(Outcome::Rejected, 0));
+        traffic.record(&key("uk"), 2, served(Outcome::Rejected, 0));
         traffic.record(&key("uk"), 3, served(Outcome::Ok, 7));
         let uk2 = traffic.summary(&key("uk"), 2);
-        assert_eq!((uk2.requests, uk2.errors, uk2.cancelled), (102, 1, 1));
+        assert_eq!((uk2.requests, uk2.errors, uk2.cancelled, uk2.rejected), (104, 1, 1, 2));
         assert_eq!(
             (uk2.latency_p50_ms, uk2.latency_p99_ms, uk2.time_to_first_token_p50_ms),
             (50.0, 99.0, 25.0)
@@ -225,6 +232,7 @@ mod tests {
             format!("rudder_generate_requests_total{{{labels},outcome=\"ok\"}} 1"),
             format!("rudder_generate_requests_total{{{labels},outcome=\"error\"}} 0"),
             format!("rudder_generate_requests_total{{{labels},outcome=\"cancelled\"}} 1"),
+            format!("rudder_generate_requests_total{{{labels},outcome=\"rejected\"}} 0"),
             format!("rudder_generate_latency_seconds_bucket{{{labels},le=\"0.25\"}} 0"),
             format!("rudder_generate_latency_seconds_bucket{{{labels},le=\"0.5\"}} 1"),
             format!("rudder_generate_latency_seconds_count{{{labels}}} 1"),

@@ -76,7 +76,8 @@ pub struct Bundle {
     pub system_text: String,
     pub policy_prefix: Option<ArtifactRef>,
     pub tone_soft_prompt: Option<ArtifactRef>,
-    /// Regions whose documents retrieval may return (normally just the bundle's own).
+    /// The region whose documents retrieval may return (at most one, normally the bundle's own;
+    /// empty: the bundle's own region). Loading and publishing refuse more.
     pub retrieval_regions: Vec<String>,
     pub retrieval_brands: Vec<String>,
     pub generation: GenerationDefaults,
@@ -103,20 +104,33 @@ pub struct Served {
 pub enum Outcome {
     /// The answer was streamed to the end.
     Ok,
-    /// Retrieval, the queue or the model failed after the bundle was chosen.
+    /// Retrieval or the model failed after the bundle was chosen.
     Error,
     /// The client hung up or its deadline passed before the answer ended.
     Cancelled,
+    /// The model worker's queue was full (RESOURCE_EXHAUSTED): load, not a fault of the version, so
+    /// an A/B comparison does not read it as one.
+    Rejected,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 3] = [Outcome::Ok, Outcome::Error, Outcome::Cancelled];
+    pub const ALL: [Outcome; 4] = [Outcome::Ok, Outcome::Error, Outcome::Cancelled, Outcome::Rejected];
+
+    /// How a request that failed with `err` ended.
+    pub fn of_failure(err: &crate::ServiceError) -> Self {
+        match err {
+            crate::ServiceError::ResourceExhausted(_) => Outcome::Rejected,
+            crate::ServiceError::Cancelled(_) => Outcome::Cancelled,
+            _ => Outcome::Error,
+        }
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Ok => "ok",
             Outcome::Error => "error",
             Outcome::Cancelled => "cancelled",
+            Outcome::Rejected => "rejected",
         }
     }
 }

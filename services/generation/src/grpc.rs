@@ -91,7 +91,7 @@ impl GenerationServiceImpl {
                 receiver,
             )),
             Err(err) => {
-                ledger.record(Outcome::Error, None);
+                ledger.record(Outcome::of_failure(&err), None);
                 Err(err)
             }
         }
@@ -111,6 +111,7 @@ impl GenerationServiceImpl {
         } else {
             let query = PassageQuery {
                 question: valid.question.clone(),
+                // A bundle names at most one (checked when it is loaded or published).
                 region: bundle.retrieval_regions.first().cloned().unwrap_or_else(|| valid.region.clone()),
                 brand: valid.brand.clone(),
                 top_k: valid.top_k,
