@@ -76,8 +76,8 @@ pub struct Bundle {
     pub system_text: String,
     pub policy_prefix: Option<ArtifactRef>,
     pub tone_soft_prompt: Option<ArtifactRef>,
-    /// The region whose documents retrieval may return (at most one, normally the bundle's own;
-    /// empty: the bundle's own region). Loading and publishing refuse more.
+    /// The region whose documents retrieval may return: at most one (loading and publishing refuse
+    /// more); empty means the bundle's own region.
     pub retrieval_regions: Vec<String>,
     pub retrieval_brands: Vec<String>,
     pub generation: GenerationDefaults,
