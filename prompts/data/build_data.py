@@ -864,14 +864,19 @@ def us_intents() -> list[Intent]:
         "Physical gift cards and e-gift cards are available from $10 to $500 in the United States {c1}.",
     ], [{}, {}, {}, {"_q": "Can I buy a $1,000 gift card?",
                      "_a": "Gift cards are available from $10 to $500 in the United States {c1}, so a $1,000 card isn't an option."}])
+    # Weighed 3x, as in eu: its passage quotes every region's gift card values, and the us models put
+    # "$10 to £500" into a gift card answer; these examples quote only the dollar ones.
     b.add("giftcards.kinds", "gift-cards", "answer", [GB], [
         "Do you sell e-gift cards or just plastic ones?",
         "Can I get a physical gift card instead of an e-gift card?",
         "I'd like to give my brother a gift card for his birthday. Do you have them?",
         "Can I order an e-gift card on your website?",
+        "Are your gift cards plastic, or do you only email them?",
+        "My aunt wants to get me a gift card from you guys. Is that a thing you sell?",
     ], [
         "Yes, both physical gift cards and e-gift cards are available, from $10 to $500 in the United States {c1}.",
-    ])
+        "You bet: we have physical gift cards and e-gift cards, from $10 to $500 in the United States {c1}.",
+    ], weight=3.0)
     b.add("giftcards.validity", "gift-cards", "answer", ["gift-cards#United States"], [
         "Do US gift cards expire?",
         "Are there any fees on gift cards if I don't use them?",
@@ -1082,6 +1087,14 @@ def us_intents() -> list[Intent]:
     b.pressed("loyalty.reward_expired", [
         "My $10 reward expired, I got it {m} months ago. Could you honor it anyway, just this once?",
         "Could you waive the expiry date on my $10 reward from {m} months ago? Just this once?",
+    ])
+    b.pressed("shipping.free_express", [
+        "My order is {p}. Could you waive the 2-day shipping fee just this once?",
+        "I spent {p}, so can't you waive the express charge anyway? Just this one time?",
+    ])
+    b.pressed("shipping.nextday_remote", [
+        "I know it's {place}, but could you make an exception and overnight it anyway, just this once?",
+        "Could you waive the rule and send it Next Day Air to {place} this one time?",
     ])
     b.pressed("price.late", [
         "I know it's been {d} days, but could you give me the price difference on my {item} anyway? Just this once?",
