@@ -31,10 +31,8 @@ pub struct TrafficSummary {
 
 #[derive(Debug)]
 struct Counters {
-    ok: u64,
-    errors: u64,
-    cancelled: u64,
-    rejected: u64,
+    /// Requests by outcome, indexed by [`Outcome::index`].
+    by_outcome: [u64; Outcome::ALL.len()],
     latencies_ms: VecDeque<f64>,
     first_token_ms: VecDeque<f64>,
     latency: Histogram,
@@ -44,15 +42,18 @@ struct Counters {
 impl Default for Counters {
     fn default() -> Self {
         Self {
-            ok: 0,
-            errors: 0,
-            cancelled: 0,
-            rejected: 0,
+            by_outcome: [0; Outcome::ALL.len()],
             latencies_ms: VecDeque::new(),
             first_token_ms: VecDeque::new(),
             latency: Histogram::new(&LATENCY_BUCKETS_SECONDS),
             first_token: Histogram::new(&LATENCY_BUCKETS_SECONDS),
         }
+    }
+}
+
+impl Counters {
+    fn count(&self, outcome: Outcome) -> u64 {
+        self.by_outcome[outcome.index()]
     }
 }
 
@@ -72,12 +73,7 @@ impl Traffic {
     pub fn record(&self, key: &BundleKey, version: u32, served: Served) {
         let mut all = self.by_version.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let counters = all.entry((key.clone(), version)).or_default();
-        match served.outcome {
-            Outcome::Ok => counters.ok += 1,
-            Outcome::Error => counters.errors += 1,
-            Outcome::Cancelled => counters.cancelled += 1,
-            Outcome::Rejected => counters.rejected += 1,
-        }
+        counters.by_outcome[served.outcome.index()] += 1;
         // Failed and abandoned requests say nothing about how fast an answer is.
         if served.outcome != Outcome::Ok {
             return;
@@ -94,10 +90,10 @@ impl Traffic {
         let all = self.by_version.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(c) = all.get(&(key.clone(), version)) else { return TrafficSummary::default() };
         TrafficSummary {
-            requests: c.ok + c.errors + c.cancelled + c.rejected,
-            errors: c.errors,
-            cancelled: c.cancelled,
-            rejected: c.rejected,
+            requests: c.by_outcome.iter().sum(),
+            errors: c.count(Outcome::Error),
+            cancelled: c.count(Outcome::Cancelled),
+            rejected: c.count(Outcome::Rejected),
             latency_p50_ms: percentile(&c.latencies_ms, 0.50),
             latency_p99_ms: percentile(&c.latencies_ms, 0.99),
             time_to_first_token_p50_ms: percentile(&c.first_token_ms, 0.50),
@@ -114,9 +110,9 @@ impl Traffic {
         );
         for ((key, version), c) in all.iter() {
             let version = version.to_string();
-            for (outcome, count) in Outcome::ALL.into_iter().zip([c.ok, c.errors, c.cancelled, c.rejected]) {
+            for outcome in Outcome::ALL {
                 let labels = version_labels(key, &version, Some(outcome));
-                out.sample("rudder_generate_requests_total", &labels, count as f64);
+                out.sample("rudder_generate_requests_total", &labels, c.count(outcome) as f64);
             }
         }
         let histograms: [(&str, &str, HistogramOf); 2] = [

@@ -79,6 +79,8 @@ pub struct Bundle {
     /// The region whose documents retrieval may return: at most one (loading and publishing refuse
     /// more); empty means the bundle's own region.
     pub retrieval_regions: Vec<String>,
+    /// The brand whose documents (and those of no brand) retrieval may return: at most one; empty
+    /// means the request's brand.
     pub retrieval_brands: Vec<String>,
     pub generation: GenerationDefaults,
 }
@@ -115,6 +117,11 @@ pub enum Outcome {
 
 impl Outcome {
     pub const ALL: [Outcome; 4] = [Outcome::Ok, Outcome::Error, Outcome::Cancelled, Outcome::Rejected];
+
+    /// This outcome's place in [`Outcome::ALL`], for counters kept as an array.
+    pub fn index(self) -> usize {
+        self as usize
+    }
 
     /// How a request that failed with `err` ended.
     pub fn of_failure(err: &crate::ServiceError) -> Self {
@@ -165,6 +172,13 @@ pub trait BundleRegistry: Send + Sync + std::fmt::Debug {
 mod tests {
     use super::*;
     use sha2::{Digest, Sha256};
+
+    #[test]
+    fn every_outcome_sits_at_its_index_in_all() {
+        for (i, outcome) in Outcome::ALL.into_iter().enumerate() {
+            assert_eq!(outcome.index(), i, "{outcome:?}");
+        }
+    }
 
     #[test]
     fn an_artifact_edited_after_the_version_was_read_is_refused() {
