@@ -9,13 +9,14 @@
 //! on disk keeps serving what it was, and the reload says so.
 //!
 //! Order of writes for every change: the audit entry (synced), then the state file (a synced temp
-//! file renamed over it), then the in-memory swap. Requests hold the `Arc<Bundle>` they started with, so a swap
-//! never changes a request in flight.
+//! file renamed over it), then the in-memory swap. Changes are serialised by their own mutex and
+//! take the write lock only for the swap, so requests resolving a bundle never wait for an fsync.
+//! Requests hold the `Arc<Bundle>` they started with, so a swap never changes a request in flight.
 
 use std::{
     collections::{BTreeMap, HashSet},
     path::{Path, PathBuf},
-    sync::{Arc, Mutex, RwLock},
+    sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard},
 };
 
 use rudder_core::{Bundle, BundleKey, BundleRegistry, ServiceError, bundle::Served, metrics::Exposition};
@@ -93,6 +94,9 @@ pub struct Registry {
     activating: Mutex<HashSet<BundleKey>>,
     /// Serialises publishing, so two publishes never pick the same version number.
     publishing: Mutex<()>,
+    /// Held from reading the activation state to swapping in its changed copy, so no change is lost;
+    /// the slow part (the synced audit entry and state file) runs outside `inner`'s write lock.
+    state_changes: Mutex<()>,
 }
 
 const PUBLISHED_DIR: &str = "published";
@@ -116,6 +120,7 @@ impl Registry {
             traffic: Traffic::default(),
             activating: Mutex::new(HashSet::new()),
             publishing: Mutex::new(()),
+            state_changes: Mutex::new(()),
         };
         registry.start_new_keys()?;
         Ok(registry)
@@ -281,14 +286,20 @@ impl Registry {
             .map_err(|err| internal("move the new version in place", &err))?;
         sync_dir(&parent);
         let version = Arc::new(file::read_version(&final_dir, key, number).map_err(file_error)?);
-        let mut inner = self.write();
-        if inner.state.get(key).is_none() {
-            // Recorded as "no active version", so a restart does not start it on its own either.
-            let mut state = inner.state.clone();
-            state.set(key, Activation::default());
-            state.save(&state_path(&self.paths.state_dir))?;
-            inner.state = state;
-        }
+        let _changing = self.lock_state_changes();
+        let new_key_state = {
+            let inner = self.read();
+            inner.state.get(key).is_none().then(|| {
+                // Recorded as "no active version", so a restart does not start it on its own either.
+                let mut state = inner.state.clone();
+                state.set(key, Activation::default());
+                state
+            })
+        };
+        let mut inner = match new_key_state {
+            Some(state) => self.save_state(state)?,
+            None => self.write(),
+        };
         inner.versions.entry(key.clone()).or_default().insert(number, Arc::clone(&version));
         drop(inner);
         // A first version of a new region/brand is not started here: like every published version it
@@ -347,9 +358,12 @@ impl Registry {
             ));
         }
         let key = &guard.key;
-        let mut inner = self.write();
-        self.version_in(&inner, key, version)?;
-        let mut activation = inner.state.get(key).cloned().unwrap_or_default();
+        let _changing = self.lock_state_changes();
+        let mut activation = {
+            let inner = self.read();
+            self.version_in(&inner, key, version)?;
+            inner.state.get(key).cloned().unwrap_or_default()
+        };
         let forced = gate.admits(force, by)?;
         let entry = if percent == 0 || percent == 100 {
             if activation.active == version && activation.candidate.is_none() {
@@ -371,14 +385,14 @@ impl Registry {
             activation.candidate = Some(Candidate { version, percent });
             AuditEntry::new(AuditAction::StartCandidate, key, activation.active, version)
         };
-        self.commit(&mut inner, key, activation, AuditEntry { forced, ..entry.by(&by.actor, &by.reason) })
+        self.commit(key, activation, AuditEntry { forced, ..entry.by(&by.actor, &by.reason) })
     }
 
     /// Re-activates the version active before the current one.
     pub fn rollback(&self, key: &BundleKey, by: &ChangeBy) -> Result<BundleSummary, ServiceError> {
         let _slot = self.begin_activation(key)?;
-        let mut inner = self.write();
-        let mut activation = inner.state.get(key).cloned().ok_or_else(|| unknown_key(&inner, key))?;
+        let _changing = self.lock_state_changes();
+        let mut activation = self.activation_of(key)?;
         let from = activation.active;
         let to = activation.previous.pop().ok_or_else(|| {
             ServiceError::FailedPrecondition(format!(
@@ -388,14 +402,14 @@ impl Registry {
         activation.active = to;
         activation.candidate = None;
         let entry = AuditEntry::new(AuditAction::Rollback, key, from, to).by(&by.actor, &by.reason);
-        self.commit(&mut inner, key, activation, entry)
+        self.commit(key, activation, entry)
     }
 
     /// The A/B candidate becomes the active version for all traffic.
     pub fn promote(&self, key: &BundleKey, by: &ChangeBy) -> Result<BundleSummary, ServiceError> {
         let _slot = self.begin_activation(key)?;
-        let mut inner = self.write();
-        let mut activation = inner.state.get(key).cloned().ok_or_else(|| unknown_key(&inner, key))?;
+        let _changing = self.lock_state_changes();
+        let mut activation = self.activation_of(key)?;
         let candidate = activation.candidate.take().ok_or_else(|| {
             ServiceError::FailedPrecondition(format!("{key} has no A/B candidate to promote"))
         })?;
@@ -406,35 +420,39 @@ impl Registry {
         activation.active = candidate.version;
         let entry = AuditEntry::new(AuditAction::PromoteCandidate, key, from, candidate.version)
             .by(&by.actor, &by.reason);
-        self.commit(&mut inner, key, activation, entry)
+        self.commit(key, activation, entry)
     }
 
     /// Stops the A/B candidate: all traffic goes to the active version.
     pub fn abort_candidate(&self, key: &BundleKey, by: &ChangeBy) -> Result<BundleSummary, ServiceError> {
         let _slot = self.begin_activation(key)?;
-        let mut inner = self.write();
-        let mut activation = inner.state.get(key).cloned().ok_or_else(|| unknown_key(&inner, key))?;
+        let _changing = self.lock_state_changes();
+        let mut activation = self.activation_of(key)?;
         let candidate = activation.candidate.take().ok_or_else(|| {
             ServiceError::FailedPrecondition(format!("{key} has no A/B candidate to abort"))
         })?;
         let entry = AuditEntry::new(AuditAction::AbortCandidate, key, candidate.version, activation.active)
             .by(&by.actor, &by.reason);
-        self.commit(&mut inner, key, activation, entry)
+        self.commit(key, activation, entry)
     }
 
-    /// Audit entry, then state file, then memory; nothing changes if a write fails.
+    fn activation_of(&self, key: &BundleKey) -> Result<Activation, ServiceError> {
+        let inner = self.read();
+        inner.state.get(key).cloned().ok_or_else(|| unknown_key(&inner, key))
+    }
+
+    /// Audit entry, then state file, then memory; nothing changes if a write fails. The caller holds
+    /// `state_changes` since it read the activation it changed.
     fn commit(
         &self,
-        inner: &mut Inner,
         key: &BundleKey,
         activation: Activation,
         entry: AuditEntry,
     ) -> Result<BundleSummary, ServiceError> {
-        let mut state = inner.state.clone();
+        let mut state = self.read().state.clone();
         state.set(key, activation.clone());
         self.audit.append(&entry)?;
-        state.save(&state_path(&self.paths.state_dir))?;
-        inner.state = state;
+        let inner = self.save_state(state)?;
         tracing::info!(bundle = %key, action = ?entry.action, from = entry.from_version, to = entry.to_version, actor = %entry.actor, "bundle activation changed");
         Ok(BundleSummary {
             key: key.clone(),
@@ -489,31 +507,47 @@ impl Registry {
 
     /// Region/brands without an activation start on their highest version.
     fn start_new_keys(&self) -> Result<(), ServiceError> {
-        let mut inner = self.write();
-        let mut state = inner.state.clone();
-        let mut changed = false;
-        for (key, versions) in &inner.versions {
-            if state.get(key).is_none()
-                && let Some(&highest) = versions.keys().next_back()
-            {
-                state.set(key, Activation { active: highest, ..Activation::default() });
-                changed = true;
+        let _changing = self.lock_state_changes();
+        let started = {
+            let inner = self.read();
+            let mut state = inner.state.clone();
+            let mut changed = false;
+            for (key, versions) in &inner.versions {
+                if state.get(key).is_none()
+                    && let Some(&highest) = versions.keys().next_back()
+                {
+                    state.set(key, Activation { active: highest, ..Activation::default() });
+                    changed = true;
+                }
             }
-        }
-        if changed {
-            state.save(&state_path(&self.paths.state_dir))?;
-            inner.state = state;
+            changed.then_some(state)
+        };
+        if let Some(state) = started {
+            drop(self.save_state(state)?);
         }
         Ok(())
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+    /// Makes `state` durable, then current; returns the write lock taken for the swap. The caller
+    /// holds `state_changes`.
+    fn save_state(&self, state: State) -> Result<RwLockWriteGuard<'_, Inner>, ServiceError> {
+        state.save(&state_path(&self.paths.state_dir))?;
+        let mut inner = self.write();
+        inner.state = state;
+        Ok(inner)
+    }
+
+    fn lock_state_changes(&self) -> MutexGuard<'_, ()> {
+        self.state_changes.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Inner> {
         // Every change replaces whole values after its writes succeed, so a panicked writer cannot
         // leave a half-made change behind: a poisoned lock is safe to keep using.
         self.inner.read().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+    fn write(&self) -> RwLockWriteGuard<'_, Inner> {
         self.inner.write().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
