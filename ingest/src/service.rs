@@ -83,8 +83,8 @@ pub fn response_for(
 /// The store write of the last staged document, on the blocking pool while the stream goes on to
 /// receive and embed the next one (the embedding model then does not wait on store I/O). At most one
 /// runs at a time, so memory stays at about two documents, and its report is taken before any later
-/// one is made, so results keep the stream's order. A write left running when the stream fails
-/// still completes; only its report is lost.
+/// one is made, so results keep the stream's order. When the stream fails, the running write is
+/// awaited and named in the error with the documents stored before it.
 #[derive(Debug, Default)]
 struct WriteBehind {
     running: Option<(String, tokio::task::JoinHandle<DocumentReport>)>,
@@ -113,6 +113,63 @@ impl WriteBehind {
         self.running = Some((file_name, task));
         previous
     }
+}
+
+/// One upload stream's state: the document being received, sidecars waiting for their document, what
+/// was reported so far, and the write running behind the stream.
+#[derive(Debug, Default)]
+struct Upload {
+    open: Option<OpenDocument>,
+    sidecars: Sidecars,
+    results: Vec<DocumentResult>,
+    summary: IngestSummary,
+    documents: u32,
+    writes: WriteBehind,
+}
+
+impl Upload {
+    fn report(&mut self, report: DocumentReport) {
+        self.results.push(document_result(report, &mut self.summary));
+    }
+
+    /// The results of a stream that ended normally: the last write's, then a document the stream
+    /// left open (it fails alone), then sidecars no document used.
+    async fn finish(mut self) -> (Vec<DocumentResult>, IngestSummary) {
+        if let Some(previous) = self.writes.settle().await {
+            self.report(previous);
+        }
+        if let Some(document) = self.open.take() {
+            self.report(DocumentReport {
+                doc_id: document.start.metadata.map(|m| m.doc_id).unwrap_or_default(),
+                file_name: document.start.file_name,
+                result: Err(ServiceError::invalid(
+                    "end",
+                    "the stream ended before this document's DocumentEnd",
+                )),
+            });
+        }
+        for report in std::mem::take(&mut self.sidecars).unused() {
+            self.report(report);
+        }
+        (self.results, self.summary)
+    }
+}
+
+/// `failure`, telling the client which documents of the failed stream were stored before it: the
+/// stream's response is lost with the failure, the stored documents are not.
+fn with_stored(failure: Status, results: &[DocumentResult]) -> Status {
+    let stored: Vec<String> = results
+        .iter()
+        .filter(|r| r.outcome != i32::from(IngestOutcome::Failed))
+        .map(|r| format!("{}@{}", r.doc_id, r.version))
+        .collect();
+    if stored.is_empty() {
+        return failure;
+    }
+    Status::new(
+        failure.code(),
+        format!("{}; stored before the failure, and kept: {}", failure.message(), stored.join(", ")),
+    )
 }
 
 /// The report of a document whose blocking task died before it answered.
@@ -234,27 +291,20 @@ fn required_doc_id(doc_id: &str) -> Result<String, Status> {
     Ok(doc_id.to_owned())
 }
 
-#[tonic::async_trait]
-impl IngestService for IngestServiceImpl {
-    #[tracing::instrument(skip_all, fields(documents))]
-    async fn ingest(
+impl IngestServiceImpl {
+    /// Reads the upload stream to its end, staging and writing each document as its DocumentEnd
+    /// arrives. An error ends the stream; what was reported so far is in `upload`.
+    async fn receive(
         &self,
-        request: Request<Streaming<IngestRequest>>,
-    ) -> Result<Response<IngestResponse>, Status> {
-        let started = Instant::now();
+        stream: &mut Streaming<IngestRequest>,
+        upload: &mut Upload,
+    ) -> Result<(), Status> {
         let limits = self.pipeline.options().limits;
         let limit = limits.max_document_bytes;
-        let mut stream = request.into_inner();
-        let mut open: Option<OpenDocument> = None;
-        let mut sidecars = Sidecars::default();
-        let mut results = Vec::new();
-        let mut summary = IngestSummary::default();
-        let mut documents = 0u32;
-        let mut writes = WriteBehind::default();
         while let Some(IngestRequest { message }) = stream.message().await? {
             match message {
                 Some(Message::Start(start)) => {
-                    if let Some(open) = &open {
+                    if let Some(open) = &upload.open {
                         return Err(status(ServiceError::invalid(
                             "start",
                             format!(
@@ -263,27 +313,27 @@ impl IngestService for IngestServiceImpl {
                             ),
                         )));
                     }
-                    documents += 1;
-                    if documents > limits.max_documents_per_stream {
+                    upload.documents += 1;
+                    if upload.documents > limits.max_documents_per_stream {
                         return Err(status(ServiceError::ResourceExhausted(format!(
                             "the stream carries more than {} documents; split the upload",
                             limits.max_documents_per_stream
                         ))));
                     }
-                    open = Some(OpenDocument::new(start, limit));
+                    upload.open = Some(OpenDocument::new(start, limit));
                 }
                 Some(Message::Data(DocumentData { content })) => {
-                    let document = open.as_mut().ok_or_else(|| {
+                    let document = upload.open.as_mut().ok_or_else(|| {
                         status(ServiceError::invalid("data", "DocumentData before any DocumentStart"))
                     })?;
-                    summary.bytes_received += content.len() as u64;
+                    upload.summary.bytes_received += content.len() as u64;
                     document.push(&content, limit);
                 }
                 Some(Message::End(end)) => {
-                    let document = open.take().ok_or_else(|| {
+                    let document = upload.open.take().ok_or_else(|| {
                         status(ServiceError::invalid("end", "DocumentEnd without an open document"))
                     })?;
-                    let report = match upload::finish(document, end, limit, &mut sidecars) {
+                    let report = match upload::finish(document, end, limit, &mut upload.sidecars) {
                         Finished::Sidecar => continue,
                         Finished::Failed(report) => report,
                         Finished::Document(source) => {
@@ -292,9 +342,10 @@ impl IngestService for IngestServiceImpl {
                                 Ok(staged) => {
                                     // Written while the stream goes on; the document before it is
                                     // reported now.
-                                    let previous = writes.start(&self.pipeline, staged, file_name).await;
+                                    let previous =
+                                        upload.writes.start(&self.pipeline, staged, file_name).await;
                                     if let Some(previous) = previous {
-                                        results.push(document_result(previous, &mut summary));
+                                        upload.report(previous);
                                     }
                                     continue;
                                 }
@@ -304,10 +355,10 @@ impl IngestService for IngestServiceImpl {
                             }
                         }
                     };
-                    if let Some(previous) = writes.settle().await {
-                        results.push(document_result(previous, &mut summary));
+                    if let Some(previous) = upload.writes.settle().await {
+                        upload.report(previous);
                     }
-                    results.push(document_result(report, &mut summary));
+                    upload.report(report);
                 }
                 None => {
                     return Err(status(ServiceError::invalid(
@@ -317,24 +368,28 @@ impl IngestService for IngestServiceImpl {
                 }
             }
         }
-        if let Some(previous) = writes.settle().await {
-            results.push(document_result(previous, &mut summary));
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl IngestService for IngestServiceImpl {
+    #[tracing::instrument(skip_all, fields(documents))]
+    async fn ingest(
+        &self,
+        request: Request<Streaming<IngestRequest>>,
+    ) -> Result<Response<IngestResponse>, Status> {
+        let started = Instant::now();
+        let mut stream = request.into_inner();
+        let mut upload = Upload::default();
+        if let Err(failure) = self.receive(&mut stream, &mut upload).await {
+            // Documents already stored stay stored: the client learns which, with the failure.
+            if let Some(previous) = upload.writes.settle().await {
+                upload.report(previous);
+            }
+            return Err(with_stored(failure, &upload.results));
         }
-        // A stream that ends inside a document fails that document only.
-        if let Some(document) = open {
-            let report = DocumentReport {
-                doc_id: document.start.metadata.map(|m| m.doc_id).unwrap_or_default(),
-                file_name: document.start.file_name,
-                result: Err(ServiceError::invalid(
-                    "end",
-                    "the stream ended before this document's DocumentEnd",
-                )),
-            };
-            results.push(document_result(report, &mut summary));
-        }
-        for report in sidecars.unused() {
-            results.push(document_result(report, &mut summary));
-        }
+        let (results, mut summary) = upload.finish().await;
         summary.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         tracing::Span::current().record("documents", results.len());
         if summary.ingested + summary.replaced > 0 {

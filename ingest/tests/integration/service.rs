@@ -238,6 +238,17 @@ async fn stream_errors_and_per_document_failures() {
         (0..4).flat_map(|i| [start(&format!("d{i}.md"), &["us"]), data(b"Some text."), end()]).collect();
     let too_many = server.client.ingest(tokio_stream::iter(too_many)).await.unwrap_err();
     assert_eq!(too_many.code(), Code::ResourceExhausted);
+    // The three documents before the refused one were stored (the last one's write was still running
+    // behind the stream when it failed), and the error says so.
+    for doc_id in ["d0", "d1", "d2"] {
+        assert!(too_many.message().contains(&format!("{doc_id}@")), "{doc_id} in {too_many:?}");
+        let stored = server
+            .client
+            .get_document(GetDocumentRequest { doc_id: doc_id.into(), include_passages: false })
+            .await;
+        assert!(stored.is_ok(), "{doc_id}: {stored:?}");
+    }
+    assert!(!too_many.message().contains("d3@"), "{too_many:?}");
 
     // In-band failures: unknown region, bad checksum, a stream ending inside a document.
     let mut bad_sum = end();
