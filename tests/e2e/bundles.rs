@@ -160,13 +160,20 @@ async fn publish_gate_hot_swap_ab_rollback_and_audit_over_grpc() -> anyhow::Resu
     missing_data
         .retain(|m| !matches!(&m.message, Some(Message::Data(d)) if d.artifact_name == "tone-soft-prompt"));
     assert_eq!(publish(missing_data).await.unwrap_err().code(), Code::InvalidArgument);
-    let mut two_regions = publish_messages(&info.fingerprint, &shipped_text, None)?;
-    if let Some(Message::Spec(spec)) = &mut two_regions[0].message {
-        spec.retrieval_regions.push("eu".into());
+    let scopes: [(fn(&mut BundleSpec), &str); 3] = [
+        (|spec| spec.retrieval_regions.push("eu".into()), "spec.retrieval_regions"),
+        (|spec| spec.retrieval_brands = vec!["acme".into(), "outlet".into()], "spec.retrieval_brands"),
+        (|spec| spec.retrieval_brands = vec!["Outlet".into()], "spec.retrieval_brands[0]"),
+    ];
+    for (widen, field) in scopes {
+        let mut messages = publish_messages(&info.fingerprint, &shipped_text, None)?;
+        if let Some(Message::Spec(spec)) = &mut messages[0].message {
+            widen(spec);
+        }
+        let refused = publish(messages).await.unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{field}");
+        assert!(refused.message().contains(field), "{refused:?}");
     }
-    let two_regions = publish(two_regions).await.unwrap_err();
-    assert_eq!(two_regions.code(), Code::InvalidArgument);
-    assert!(two_regions.message().contains("spec.retrieval_regions"), "{two_regions:?}");
     let listed = prompts.list_bundles(ListBundlesRequest { region: "uk".into() }).await?.into_inner();
     assert_eq!(
         listed.bundles[0].versions,

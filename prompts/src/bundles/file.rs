@@ -10,9 +10,9 @@
 //! description = "..."                # optional
 //! published_by = "alice"             # optional; written by PublishBundle
 //! published_at = "2026-11-21T10:00:00Z"
-//! [retrieval]                         # optional; default: the bundle's own region, every brand
-//! regions = ["uk"]
-//! brands = []
+//! [retrieval]                         # optional; default: the bundle's own region, the request's brand
+//! regions = ["uk"]                    # at most one
+//! brands = []                         # at most one
 //! [generation]                        # optional; defaults from rudder-core
 //! max_tokens = 160
 //! [policy_prefix]                     # optional trained artifact
@@ -164,6 +164,9 @@ fn key(region: &str, brand: Option<&str>) -> BundleKey {
 /// Why a bundle may name at most one retrieval region (also enforced when one is published).
 pub(crate) const MULTIPLE_REGIONS: &str =
     "at most one region: retrieval filters each question to one region's documents";
+/// Why a bundle may name at most one retrieval brand (also enforced when one is published).
+pub(crate) const MULTIPLE_BRANDS: &str =
+    "at most one brand: retrieval filters each question to one brand's documents and those of no brand";
 
 /// Reads and fingerprints the version in `dir`.
 pub fn read_version(dir: &Path, key: &BundleKey, version: u32) -> Result<VersionOnDisk, BundleFileError> {
@@ -228,6 +231,9 @@ pub fn read_version(dir: &Path, key: &BundleKey, version: u32) -> Result<Version
     };
     if retrieval_regions.len() > 1 {
         return Err(invalid(format!("retrieval.regions: {MULTIPLE_REGIONS} (got {retrieval_regions:?})")));
+    }
+    if retrieval_brands.len() > 1 {
+        return Err(invalid(format!("retrieval.brands: {MULTIPLE_BRANDS} (got {retrieval_brands:?})")));
     }
     let artifact_ref = |kind: Kind| artifacts.iter().find(|a| a.kind == kind).map(|a| a.reference.clone());
     let bundle = Bundle {
@@ -328,17 +334,26 @@ mod tests {
     }
 
     #[test]
-    fn a_bundle_scoped_to_two_retrieval_regions_is_refused_naming_the_field() {
+    fn a_bundle_scoped_to_two_retrieval_regions_or_brands_is_refused_naming_the_field() {
         let dir = tempfile::tempdir().unwrap();
+        for (scope, field) in [
+            ("regions = [\"eu\", \"uk\"]", "retrieval.regions"),
+            ("regions = [\"eu\"]\nbrands = [\"acme\", \"outlet\"]", "retrieval.brands"),
+        ] {
+            write(dir.path(), "eu/v1/bundle.toml", &format!("system_text = \"x\"\n[retrieval]\n{scope}\n"));
+            let err = scan(dir.path()).unwrap_err().to_string();
+            assert!(err.contains("eu/v1/bundle.toml") && err.contains(field), "{err}");
+        }
         write(
             dir.path(),
             "eu/v1/bundle.toml",
-            "system_text = \"x\"\n[retrieval]\nregions = [\"eu\", \"uk\"]\n",
+            "system_text = \"x\"\n[retrieval]\nregions = [\"uk\"]\nbrands = [\"outlet\"]\n",
         );
-        let err = scan(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("eu/v1/bundle.toml") && err.contains("retrieval.regions"), "{err}");
-        write(dir.path(), "eu/v1/bundle.toml", "system_text = \"x\"\n[retrieval]\nregions = [\"uk\"]\n");
-        assert_eq!(scan(dir.path()).unwrap()[&key("eu", None)][&1].bundle.retrieval_regions, ["uk"]);
+        let bundle = &scan(dir.path()).unwrap()[&key("eu", None)][&1].bundle;
+        assert_eq!(
+            (bundle.retrieval_regions.as_slice(), bundle.retrieval_brands.as_slice()),
+            (&["uk".to_owned()][..], &["outlet".to_owned()][..])
+        );
     }
 
     #[test]

@@ -318,9 +318,7 @@ impl PromptServiceImpl {
         let spec = &upload.spec;
         self.check_region(&spec.region, "spec.region")?;
         let brand = spec.brand.trim();
-        if !brand.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
-            return Err(ServiceError::invalid("spec.brand", "must be lowercase letters, digits and '-'"));
-        }
+        check_brand(brand, "spec.brand")?;
         // On disk a brand is a directory beside the region's `v<N>` version directories.
         if brand.strip_prefix('v').is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())) {
             return Err(ServiceError::invalid("spec.brand", "must not look like a version (v1, v2, ...)"));
@@ -333,6 +331,12 @@ impl PromptServiceImpl {
         }
         if spec.retrieval_regions.len() > 1 {
             return Err(ServiceError::invalid("spec.retrieval_regions", file::MULTIPLE_REGIONS));
+        }
+        for (i, brand) in spec.retrieval_brands.iter().enumerate() {
+            check_brand(brand, &format!("spec.retrieval_brands[{i}]"))?;
+        }
+        if spec.retrieval_brands.len() > 1 {
+            return Err(ServiceError::invalid("spec.retrieval_brands", file::MULTIPLE_BRANDS));
         }
         if let Some(g) = &spec.generation {
             check_generation(g, self.model.config.max_position)?;
@@ -461,6 +465,14 @@ impl PromptServiceImpl {
             )),
         }
     }
+}
+
+/// Brands are stored and matched lowercase (a request's brand is lowercased).
+fn check_brand(brand: &str, field: &str) -> Result<(), ServiceError> {
+    if !brand.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        return Err(ServiceError::invalid(field, "must be lowercase letters, digits and '-'"));
+    }
+    Ok(())
 }
 
 fn check_generation(g: &v1::GenerationDefaults, context: usize) -> Result<(), ServiceError> {

@@ -109,16 +109,7 @@ impl GenerationServiceImpl {
         let (passages, retrieval_skipped) = if !valid.passages.is_empty() {
             (valid.passages.clone(), false)
         } else {
-            let query = PassageQuery {
-                question: valid.question.clone(),
-                // A bundle names at most one (checked when it is loaded or published).
-                region: bundle.retrieval_regions.first().cloned().unwrap_or_else(|| valid.region.clone()),
-                brand: valid.brand.clone(),
-                top_k: valid.top_k,
-                tags: valid.tags.clone(),
-                min_score: valid.min_score,
-            };
-            match self.retrieval.retrieve(query).await {
+            match self.retrieval.retrieve(valid.passage_query(bundle)).await {
                 Ok(passages) => (passages, false),
                 Err(ServiceError::Unavailable(reason)) if valid.allow_without_passages => {
                     tracing::warn!(%reason, "answering without passages");
@@ -288,6 +279,19 @@ impl ValidGenerate {
             request_id,
             conversation_id: conversation_id.trim().to_owned(),
         })
+    }
+
+    /// What retrieval looks for: the bundle's retrieval region and brand where it names them (at most
+    /// one each, checked when it is loaded or published), otherwise the request's.
+    fn passage_query(&self, bundle: &Bundle) -> PassageQuery {
+        PassageQuery {
+            question: self.question.clone(),
+            region: bundle.retrieval_regions.first().cloned().unwrap_or_else(|| self.region.clone()),
+            brand: bundle.retrieval_brands.first().cloned().or_else(|| self.brand.clone()),
+            top_k: self.top_k,
+            tags: self.tags.clone(),
+            min_score: self.min_score,
+        }
     }
 
     /// The request's sampling over the bundle's defaults.
@@ -573,5 +577,45 @@ impl v1::generation_service_server::GenerationService for GenerationServiceImpl 
             vocab_size: c.vocab_size as u32,
             serving_format: info.serving_format.to_owned(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(region: &str, brand: &str) -> ValidGenerate {
+        let request = v1::GenerateRequest {
+            question: "Can I return boots?".into(),
+            region: region.into(),
+            brand: brand.into(),
+            ..Default::default()
+        };
+        ValidGenerate::new(request, 2048).unwrap()
+    }
+
+    fn bundle(retrieval_regions: &[&str], retrieval_brands: &[&str]) -> Bundle {
+        Bundle {
+            key: BundleKey { region: "uk".into(), brand: Some("outlet".into()) },
+            version: 1,
+            system_text: "Answer from the passages.".into(),
+            policy_prefix: None,
+            tone_soft_prompt: None,
+            retrieval_regions: retrieval_regions.iter().map(|r| (*r).to_owned()).collect(),
+            retrieval_brands: retrieval_brands.iter().map(|b| (*b).to_owned()).collect(),
+            generation: Default::default(),
+        }
+    }
+
+    #[test]
+    fn retrieval_takes_the_bundles_region_and_brand_where_it_names_them() {
+        let asked = request("uk", "Outlet");
+        let query = asked.passage_query(&bundle(&[], &[]));
+        assert_eq!((query.region.as_str(), query.brand.as_deref()), ("uk", Some("outlet")));
+        let query = asked.passage_query(&bundle(&["eu"], &["trailhead"]));
+        assert_eq!((query.region.as_str(), query.brand.as_deref()), ("eu", Some("trailhead")));
+        let unbranded = request("uk", " ");
+        assert_eq!(unbranded.passage_query(&bundle(&[], &[])).brand, None);
+        assert_eq!(unbranded.passage_query(&bundle(&[], &["trailhead"])).brand.as_deref(), Some("trailhead"));
     }
 }
