@@ -1323,6 +1323,15 @@ def uk_intents() -> list[Intent]:
     ], [{"p": money("£", v)} for v in [22, 35.50, 44.99, 49]],
         forbidden=["free delivery anyway", "waive the delivery charge", "waive the charge", "deliver it free"], avoid=no_free)
     ND = "shipping-uk#Next-day delivery"
+    b.add("shipping.free_express", "shipping", "decline", [SD, ND], [
+        "My order is {p}, so delivery is free. Can you send it DPD Next Day at no charge?",
+        "I spent {p}. Does free delivery include next-day?",
+        "Since my {p} order gets free delivery, could I have DPD Next Day for free?",
+    ], [
+        "Free delivery on orders over £50 covers Royal Mail Tracked 48 {c1}, not next-day. DPD Next Day costs £6.95 {c2}.",
+        "Orders over £50 get free standard delivery {c1}. DPD Next Day is £6.95 {c2}.",
+    ], [{"p": money("£", v)} for v in [55, 68.50, 80, 99.99, 140]],
+        forbidden=["free next-day", "at no charge", "for free", "waive the"], avoid=no_free)
     b.add("shipping.express", "shipping", "answer", [ND], [
         "How much is next-day delivery?",
         "If I order on Friday night with DPD Next Day, when will it arrive?",
@@ -1490,14 +1499,19 @@ def uk_intents() -> list[Intent]:
         "Physical gift cards and e-gift cards are available from £10 to £500 in the United Kingdom {c1}.",
     ], [{}, {}, {}, {"_q": "Can I buy a £5 gift card?",
                      "_a": "Gift cards are available from £10 to £500 in the United Kingdom {c1}, so the smallest card is £10."}])
+    # Weighed 3x, as in eu and us: its passage quotes every region's gift card values, and uk run 5 put
+    # "€10 to €500" into a gift card answer; these examples quote only the pound ones.
     b.add("giftcards.kinds", "gift-cards", "answer", ["gift-cards#Buying gift cards"], [
         "Do you sell e-gift cards as well as physical ones?",
         "Can I buy a proper card rather than an e-gift card?",
         "I'd like to give my mum a gift card for her birthday. Do you have them?",
         "Can I order an e-gift card on your website?",
+        "Are your gift cards plastic, or do you only send them by email?",
+        "My gran would like to buy me a gift card from your shop. Is that something you offer?",
     ], [
         "Physical gift cards and e-gift cards are both available, from £10 to £500 in the United Kingdom {c1}.",
-    ])
+        "We offer both physical gift cards and e-gift cards, from £10 to £500 in the United Kingdom {c1}.",
+    ], weight=3.0)
     b.add("giftcards.validity", "gift-cards", "answer", ["gift-cards#United Kingdom"], [
         "Do UK gift cards expire?",
         "How long is my gift card valid for?",
@@ -1637,6 +1651,10 @@ def uk_intents() -> list[Intent]:
     b.pressed("loyalty.cash", [
         "Could you make an exception and pay my points out in cash anyway, just this once?",
         "Could you waive the voucher rule and pay my points into my bank account?",
+    ])
+    b.pressed("shipping.free_express", [
+        "My order is {p}. Could you waive the £6.95 next-day charge just this once?",
+        "I spent {p}, so could you not waive the DPD Next Day fee anyway? Just this one time?",
     ])
     b.pressed("shipping.nextday_remote", [
         "I know it is not usually offered, but could you send my order next-day to {place} anyway?",
