@@ -6,9 +6,10 @@
 //! moves ~20 GB/s (measured side by side with a 150 MB matrix): it converts an f16 scale through a
 //! function call per block. Here a block of a row is a handful of SIMD instructions (a sign flip, a
 //! u8 x i8 multiply-add into 16-bit pairs, a widening add, a conversion) and one f32 multiply-add;
-//! four rows go at a time, sharing each activation block; scales are stored as f32 (36 bytes per
-//! 32 weights instead of 34, for no conversion at all); the weights are prefetched 8 KiB ahead; and
-//! rows are spread over candle's spinning thread pool in fixed slices.
+//! four rows go at a time, sharing each activation block, and are stored interleaved so that they
+//! are read as one stream; scales are stored as f32 (36 bytes per 32 weights instead of 34, for no
+//! conversion at all); the weights are prefetched 8 KiB ahead; and rows are spread over candle's
+//! spinning thread pool in fixed slices.
 
 // The AVX2 kernel loads through raw pointers, every load one 32-byte chunk of a slice; a prefetch
 // hint takes a raw address.
@@ -22,45 +23,60 @@ use candle_core::utils::barrier_pool;
 pub(crate) const BLOCK: usize = 32;
 
 /// Rows handed to a thread at a time: small enough to balance two threads on a 576-row matrix,
-/// large enough that taking a slice costs nothing next to its products.
+/// large enough that taking a slice costs nothing next to its products. A multiple of [`QUAD`].
 const ROWS_PER_TASK: usize = 32;
 
-/// How far ahead of the rows being multiplied to prefetch, in bytes. Without it a core streams at
+/// Rows multiplied together, sharing each activation block (and stored together, see [`Q8Matrix`]).
+const QUAD: usize = 4;
+
+/// Bytes of one quad's block: the four rows' 32 quants, then their four f32 scales.
+const RECORD: usize = QUAD * BLOCK + QUAD * std::mem::size_of::<f32>();
+
+/// How far ahead of the block being multiplied to prefetch, in bytes. Without it a core streams at
 /// about half the memory's speed here (the hardware prefetcher alone keeps too few lines in flight):
-/// 4-8 KiB ahead measured best, with the four rows of a step each prefetching its own stream.
+/// 4-8 KiB ahead measured best.
 const PREFETCH_AHEAD: usize = 8192;
 
-/// A `rows` x `cols` matrix, rows stored one after the other; `cols` is a multiple of [`BLOCK`].
+/// A `rows` x `cols` matrix; `cols` is a multiple of [`BLOCK`]. Rows are stored four at a time,
+/// interleaved block by block (quad `q`'s block `b` is the [`RECORD`] at `(q * blocks + b) *
+/// RECORD`; a last, short quad is padded with zero rows), so one quad's product reads a single
+/// contiguous stream instead of four rows' quants and four rows' scales from eight places.
 #[derive(Debug, Default)]
 pub(crate) struct Q8Matrix {
     rows: usize,
     cols: usize,
-    quants: Vec<i8>,
-    scales: Vec<f32>,
+    records: Vec<u8>,
 }
 
 impl Q8Matrix {
-    /// An empty matrix whose rows will have `cols` values (`cols` a multiple of [`BLOCK`]).
-    pub(crate) fn with_cols(cols: usize) -> Self {
-        debug_assert!(cols.is_multiple_of(BLOCK));
-        Self { cols, ..Self::default() }
-    }
-
-    /// Quantizes and appends rows given as `values` (`k * cols` values, row after row).
-    pub(crate) fn push_rows(&mut self, values: &[f32]) {
-        let start = self.quants.len();
-        self.quants.resize(start + values.len(), 0);
-        self.scales.resize((start + values.len()) / BLOCK, 0.0);
-        quantize(values, &mut self.quants[start..], &mut self.scales[start / BLOCK..]);
-        self.rows += values.len() / self.cols;
+    /// Quantizes `values` (`rows * cols` values, row after row; `cols` a multiple of [`BLOCK`]).
+    pub(crate) fn from_rows(values: &[f32], cols: usize) -> Self {
+        debug_assert!(cols > 0 && cols.is_multiple_of(BLOCK) && values.len().is_multiple_of(cols));
+        let rows = values.len() / cols;
+        let blocks = cols / BLOCK;
+        let mut records = vec![0u8; rows.div_ceil(QUAD) * blocks * RECORD];
+        let (mut quants, mut scale) = ([0i8; BLOCK], [0f32; 1]);
+        for (row, values) in values.chunks_exact(cols).enumerate() {
+            let (quad, lane) = (row / QUAD, row % QUAD);
+            for (b, block) in values.chunks_exact(BLOCK).enumerate() {
+                quantize(block, &mut quants, &mut scale);
+                let record = &mut records[(quad * blocks + b) * RECORD..][..RECORD];
+                for (stored, q) in record[lane * BLOCK..(lane + 1) * BLOCK].iter_mut().zip(quants) {
+                    *stored = q.cast_unsigned();
+                }
+                record[scale_at(lane)..][..4].copy_from_slice(&scale[0].to_le_bytes());
+            }
+        }
+        Self { rows, cols, records }
     }
 
     pub(crate) fn rows(&self) -> usize {
         self.rows
     }
 
+    /// Bytes a product reads (padding rows included).
     pub(crate) fn size_bytes(&self) -> usize {
-        self.quants.len() + self.scales.len() * std::mem::size_of::<f32>()
+        self.records.len()
     }
 
     /// `out = W x`, with `x` (`cols` values) quantized per block first.
@@ -69,30 +85,31 @@ impl Q8Matrix {
         let mut x_quants = vec![0i8; x.len()];
         let mut x_scales = vec![0f32; x.len() / BLOCK];
         quantize(x, &mut x_quants, &mut x_scales);
-        let row_dots = row_dots_kernel();
+        let quad_dots = quad_dots_kernel();
         let x = (x_quants.as_slice(), x_scales.as_slice());
+        let quad_bytes = self.cols / BLOCK * RECORD;
         let tasks: Vec<Mutex<&mut [f32]>> = out.chunks_mut(ROWS_PER_TASK).map(Mutex::new).collect();
         barrier_pool().execute_chunked(tasks.len(), |range| {
             for task in range {
                 let mut slice = tasks[task].lock().unwrap_or_else(PoisonError::into_inner);
-                let first = task * ROWS_PER_TASK;
-                let done = first + slice.len() / 4 * 4;
-                let mut quads = slice.chunks_exact_mut(4);
-                for (i, ys) in quads.by_ref().enumerate() {
-                    let rows = std::array::from_fn(|r| self.row(first + 4 * i + r));
-                    ys.copy_from_slice(&row_dots(rows, x));
-                }
-                for (i, y) in quads.into_remainder().iter_mut().enumerate() {
-                    *y = row_dot_portable(self.row(done + i), x);
+                let first_quad = task * ROWS_PER_TASK / QUAD;
+                for (i, ys) in slice.chunks_mut(QUAD).enumerate() {
+                    let quad = &self.records[(first_quad + i) * quad_bytes..][..quad_bytes];
+                    ys.copy_from_slice(&quad_dots(quad, x)[..ys.len()]);
                 }
             }
         });
     }
+}
 
-    fn row(&self, row: usize) -> Row<'_> {
-        let blocks = self.cols / BLOCK;
-        (&self.quants[row * self.cols..(row + 1) * self.cols], &self.scales[row * blocks..(row + 1) * blocks])
-    }
+/// Where lane `lane`'s scale sits in a record.
+const fn scale_at(lane: usize) -> usize {
+    QUAD * BLOCK + lane * std::mem::size_of::<f32>()
+}
+
+fn record_scale(record: &[u8], lane: usize) -> f32 {
+    let at = scale_at(lane);
+    f32::from_le_bytes([record[at], record[at + 1], record[at + 2], record[at + 3]])
 }
 
 /// Asks the CPU to start loading the cache line at `address` (a hint: it never faults, whatever the
@@ -122,19 +139,19 @@ fn quantize(values: &[f32], quants: &mut [i8], scales: &mut [f32]) {
     }
 }
 
-/// One row's blocks: its quants and their scales.
+/// The activation's blocks: its quants and their scales.
 type Row<'a> = (&'a [i8], &'a [f32]);
 
-/// Four rows' products with the quantized activation: four at a time, so each activation block is
-/// loaded once for four rows and four sums advance independently.
-type RowDots = fn([Row; 4], Row) -> [f32; 4];
+/// One quad's four products with the quantized activation (`quad`: its records, block by block):
+/// each activation block is loaded once for four rows, and four sums advance independently.
+type QuadDots = fn(&[u8], Row) -> [f32; QUAD];
 
-fn row_dots_kernel() -> RowDots {
+fn quad_dots_kernel() -> QuadDots {
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
-        return row_dots_avx2_checked;
+        return quad_dots_avx2_checked;
     }
-    row_dots_portable
+    quad_dots_portable
 }
 
 /// Whether the CPU runs the AVX2 + FMA code paths of the decode step (detected once, then cached by
@@ -144,48 +161,48 @@ pub(crate) fn has_avx2_fma() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
-fn row_dots_portable(rows: [Row; 4], x: Row) -> [f32; 4] {
-    rows.map(|row| row_dot_portable(row, x))
-}
-
-fn row_dot_portable((w_quants, w_scales): Row, (x_quants, x_scales): Row) -> f32 {
-    let mut total = 0f32;
-    for (((w, x), w_scale), x_scale) in
-        w_quants.chunks_exact(BLOCK).zip(x_quants.chunks_exact(BLOCK)).zip(w_scales).zip(x_scales)
-    {
-        let sum: i32 = w.iter().zip(x).map(|(&a, &b)| i32::from(a) * i32::from(b)).sum();
-        total += sum as f32 * (w_scale * x_scale);
+fn quad_dots_portable(quad: &[u8], (x_quants, x_scales): Row) -> [f32; QUAD] {
+    let mut totals = [0f32; QUAD];
+    for ((record, x), x_scale) in quad.chunks_exact(RECORD).zip(x_quants.chunks_exact(BLOCK)).zip(x_scales) {
+        for (lane, total) in totals.iter_mut().enumerate() {
+            let w = &record[lane * BLOCK..(lane + 1) * BLOCK];
+            let sum: i32 = w.iter().zip(x).map(|(&a, &b)| i32::from(a.cast_signed()) * i32::from(b)).sum();
+            *total += sum as f32 * (record_scale(record, lane) * x_scale);
+        }
     }
-    total
+    totals
 }
 
-/// Only handed out by [`row_dots_kernel`] after it detected AVX2 and FMA.
+/// Only handed out by [`quad_dots_kernel`] after it detected AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
-fn row_dots_avx2_checked(rows: [Row; 4], x: Row) -> [f32; 4] {
-    // SAFETY: `row_dots_kernel` returns this function only on a CPU with AVX2 and FMA.
-    unsafe { row_dots_avx2(rows, x) }
+fn quad_dots_avx2_checked(quad: &[u8], x: Row) -> [f32; QUAD] {
+    // SAFETY: `quad_dots_kernel` returns this function only on a CPU with AVX2 and FMA.
+    unsafe { quad_dots_avx2(quad, x) }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-fn row_dots_avx2(rows: [Row; 4], (x_quants, x_scales): Row) -> [f32; 4] {
+fn quad_dots_avx2(quad: &[u8], (x_quants, x_scales): Row) -> [f32; QUAD] {
     use std::arch::x86_64::*;
     let ones = _mm256_set1_epi16(1);
-    let mut acc = [_mm256_setzero_ps(); 4];
-    for (b, (x, x_scale)) in x_quants.chunks_exact(BLOCK).zip(x_scales).enumerate() {
+    let mut acc = [_mm256_setzero_ps(); QUAD];
+    for ((record, x), x_scale) in quad.chunks_exact(RECORD).zip(x_quants.chunks_exact(BLOCK)).zip(x_scales) {
+        // A record spans up to three cache lines.
+        for line in [0, 64, 128] {
+            prefetch(record.as_ptr().wrapping_add(PREFETCH_AHEAD + line));
+        }
         // SAFETY: `x` is a 32-byte chunk of a live slice; an unaligned load of 32 bytes.
         let x = unsafe { _mm256_loadu_si256(x.as_ptr().cast::<__m256i>()) };
         let x_magnitude = _mm256_sign_epi8(x, x);
-        for (acc, (w_quants, w_scales)) in acc.iter_mut().zip(rows) {
-            let w = &w_quants[b * BLOCK..(b + 1) * BLOCK];
-            prefetch(w.as_ptr().wrapping_add(PREFETCH_AHEAD));
+        for (lane, acc) in acc.iter_mut().enumerate() {
+            let w = &record[lane * BLOCK..(lane + 1) * BLOCK];
             // SAFETY: as above, a 32-byte chunk of a live slice.
             let w = unsafe { _mm256_loadu_si256(w.as_ptr().cast::<__m256i>()) };
             // |x| as unsigned times w with x's sign: the products of x and w, in the u8 x i8 form
             // that maddubs takes (|x| <= 127, so pairs of products fit an i16).
             let products = _mm256_maddubs_epi16(x_magnitude, _mm256_sign_epi8(w, x));
             let sums = _mm256_cvtepi32_ps(_mm256_madd_epi16(products, ones));
-            *acc = _mm256_fmadd_ps(sums, _mm256_set1_ps(w_scales[b] * x_scale), *acc);
+            *acc = _mm256_fmadd_ps(sums, _mm256_set1_ps(record_scale(record, lane) * x_scale), *acc);
         }
     }
     acc.map(|acc| {
@@ -210,12 +227,11 @@ mod tests {
 
     #[test]
     fn the_product_matches_f32_within_quantization_error() {
-        let (rows, cols) = (100, 96);
+        // 101 rows: the last quad is padded.
+        let (rows, cols) = (101, 96);
         let (w, x) = (matrix(rows, cols, 1), matrix(1, cols, 7));
-        let mut q = Q8Matrix::with_cols(cols);
-        q.push_rows(&w[..cols * 40]);
-        q.push_rows(&w[cols * 40..]);
-        assert_eq!(q.rows(), rows);
+        let q = Q8Matrix::from_rows(&w, cols);
+        assert_eq!((q.rows(), q.size_bytes()), (rows, 26 * 3 * RECORD));
         let mut out = vec![0.0; rows];
         q.gemv(&x, &mut out);
         for (r, got) in out.iter().enumerate() {
@@ -229,17 +245,16 @@ mod tests {
     fn the_simd_kernel_agrees_with_the_portable_one() {
         let cols = 256;
         let (w, x) = (matrix(3, cols, 3), matrix(1, cols, 11));
-        let (mut wq, mut ws) = (vec![0i8; w.len()], vec![0f32; w.len() / BLOCK]);
+        let q = Q8Matrix::from_rows(&w, cols);
         let (mut xq, mut xs) = (vec![0i8; cols], vec![0f32; cols / BLOCK]);
-        quantize(&w, &mut wq, &mut ws);
         quantize(&x, &mut xq, &mut xs);
-        assert!(wq.iter().all(|&q| q != i8::MIN), "quantization stays within [-127, 127]");
-        let row = |r: usize| (&wq[r * cols..(r + 1) * cols], &ws[r * cols / BLOCK..(r + 1) * cols / BLOCK]);
-        let fast = row_dots_kernel()([row(0), row(1), row(2), row(1)], (&xq, &xs));
-        for (r, got) in [0, 1, 2, 1].into_iter().zip(fast) {
-            let portable = row_dot_portable(row(r), (&xq, &xs));
-            assert!((got - portable).abs() <= 1e-4 * portable.abs().max(1.0), "row {r}: {got} vs {portable}");
+        assert!(xq.iter().all(|&q| q != i8::MIN), "quantization stays within [-127, 127]");
+        let fast = quad_dots_kernel()(&q.records, (&xq, &xs));
+        let portable = quad_dots_portable(&q.records, (&xq, &xs));
+        for (lane, (got, want)) in fast.into_iter().zip(portable).enumerate() {
+            assert!((got - want).abs() <= 1e-4 * want.abs().max(1.0), "row {lane}: {got} vs {want}");
         }
+        assert_eq!(portable[3], 0.0, "the padding row");
     }
 
     #[test]

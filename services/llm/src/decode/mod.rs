@@ -35,11 +35,11 @@ fn stacked(parts: &[&Tensor]) -> Result<Q8Matrix, LlmError> {
              (serve it with f32 weights)"
         )));
     }
-    let mut matrix = Q8Matrix::with_cols(cols);
+    let mut values = Vec::new();
     for part in parts {
-        matrix.push_rows(&part.flatten_all()?.to_vec1::<f32>()?);
+        values.extend(part.flatten_all()?.to_vec1::<f32>()?);
     }
-    Ok(matrix)
+    Ok(Q8Matrix::from_rows(&values, cols))
 }
 
 #[derive(Debug)]
