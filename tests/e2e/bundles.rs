@@ -160,7 +160,8 @@ async fn publish_gate_hot_swap_ab_rollback_and_audit_over_grpc() -> anyhow::Resu
     missing_data
         .retain(|m| !matches!(&m.message, Some(Message::Data(d)) if d.artifact_name == "tone-soft-prompt"));
     assert_eq!(publish(missing_data).await.unwrap_err().code(), Code::InvalidArgument);
-    let scopes: [(fn(&mut BundleSpec), &str); 3] = [
+    type Widen = fn(&mut BundleSpec);
+    let scopes: [(Widen, &str); 3] = [
         (|spec| spec.retrieval_regions.push("eu".into()), "spec.retrieval_regions"),
         (|spec| spec.retrieval_brands = vec!["acme".into(), "outlet".into()], "spec.retrieval_brands"),
         (|spec| spec.retrieval_brands = vec!["Outlet".into()], "spec.retrieval_brands[0]"),
