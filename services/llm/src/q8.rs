@@ -29,6 +29,9 @@ const ROWS_PER_TASK: usize = 32;
 /// Rows multiplied together, sharing each activation block (and stored together, see [`Q8Matrix`]).
 const QUAD: usize = 4;
 
+// A task's rows start on a quad.
+const _: () = assert!(ROWS_PER_TASK.is_multiple_of(QUAD));
+
 /// Bytes of one quad's block: the four rows' 32 quants, then their four f32 scales.
 const RECORD: usize = QUAD * BLOCK + QUAD * std::mem::size_of::<f32>();
 
