@@ -390,49 +390,57 @@ impl Registry {
 
     /// Re-activates the version active before the current one.
     pub fn rollback(&self, key: &BundleKey, by: &ChangeBy) -> Result<BundleSummary, ServiceError> {
-        let _slot = self.begin_activation(key)?;
-        let _changing = self.lock_state_changes();
-        let mut activation = self.activation_of(key)?;
-        let from = activation.active;
-        let to = activation.previous.pop().ok_or_else(|| {
-            ServiceError::FailedPrecondition(format!(
-                "{key} has no previous version to roll back to (active: {from})"
-            ))
-        })?;
-        activation.active = to;
-        activation.candidate = None;
-        let entry = AuditEntry::new(AuditAction::Rollback, key, from, to).by(&by.actor, &by.reason);
-        self.commit(key, activation, entry)
+        self.change_activation(key, by, |activation| {
+            let from = activation.active;
+            let to = activation.previous.pop().ok_or_else(|| {
+                ServiceError::FailedPrecondition(format!(
+                    "{key} has no previous version to roll back to (active: {from})"
+                ))
+            })?;
+            activation.active = to;
+            activation.candidate = None;
+            Ok(AuditEntry::new(AuditAction::Rollback, key, from, to))
+        })
     }
 
     /// The A/B candidate becomes the active version for all traffic.
     pub fn promote(&self, key: &BundleKey, by: &ChangeBy) -> Result<BundleSummary, ServiceError> {
-        let _slot = self.begin_activation(key)?;
-        let _changing = self.lock_state_changes();
-        let mut activation = self.activation_of(key)?;
-        let candidate = activation.candidate.take().ok_or_else(|| {
-            ServiceError::FailedPrecondition(format!("{key} has no A/B candidate to promote"))
-        })?;
-        let from = activation.active;
-        if from != 0 {
-            activation.previous.push(from);
-        }
-        activation.active = candidate.version;
-        let entry = AuditEntry::new(AuditAction::PromoteCandidate, key, from, candidate.version)
-            .by(&by.actor, &by.reason);
-        self.commit(key, activation, entry)
+        self.change_activation(key, by, |activation| {
+            let candidate = activation.candidate.take().ok_or_else(|| {
+                ServiceError::FailedPrecondition(format!("{key} has no A/B candidate to promote"))
+            })?;
+            let from = activation.active;
+            if from != 0 {
+                activation.previous.push(from);
+            }
+            activation.active = candidate.version;
+            Ok(AuditEntry::new(AuditAction::PromoteCandidate, key, from, candidate.version))
+        })
     }
 
     /// Stops the A/B candidate: all traffic goes to the active version.
     pub fn abort_candidate(&self, key: &BundleKey, by: &ChangeBy) -> Result<BundleSummary, ServiceError> {
+        self.change_activation(key, by, |activation| {
+            let candidate = activation.candidate.take().ok_or_else(|| {
+                ServiceError::FailedPrecondition(format!("{key} has no A/B candidate to abort"))
+            })?;
+            Ok(AuditEntry::new(AuditAction::AbortCandidate, key, candidate.version, activation.active))
+        })
+    }
+
+    /// The steps every change of an existing key's activation takes: hold its activation slot and
+    /// the state-change lock, apply `change` to a copy of its activation (which returns the audit
+    /// entry, or refuses and nothing changes), then commit that copy.
+    fn change_activation(
+        &self,
+        key: &BundleKey,
+        by: &ChangeBy,
+        change: impl FnOnce(&mut Activation) -> Result<AuditEntry, ServiceError>,
+    ) -> Result<BundleSummary, ServiceError> {
         let _slot = self.begin_activation(key)?;
         let _changing = self.lock_state_changes();
         let mut activation = self.activation_of(key)?;
-        let candidate = activation.candidate.take().ok_or_else(|| {
-            ServiceError::FailedPrecondition(format!("{key} has no A/B candidate to abort"))
-        })?;
-        let entry = AuditEntry::new(AuditAction::AbortCandidate, key, candidate.version, activation.active)
-            .by(&by.actor, &by.reason);
+        let entry = change(&mut activation)?.by(&by.actor, &by.reason);
         self.commit(key, activation, entry)
     }
 
