@@ -20,6 +20,11 @@ common=(--data "prompts/data/$region/train.jsonl" --steps "$steps" --batch-size 
 if [ "$emphasis_weight" != 1 ]; then
     common+=(--emphasize '[$£€] ?[0-9]+([.,][0-9]+)*' --emphasis-weight "$emphasis_weight")
 fi
+# The data's rejected answers (forbidden promises after a restated passage) are pushed down with
+# UNLIKELIHOOD_WEIGHT from v8 (us) and v7 (uk); unset, they are left out, as in earlier versions.
+if [ -n "${UNLIKELIHOOD_WEIGHT:-}" ]; then
+    common+=(--unlikelihood-weight "$UNLIKELIHOOD_WEIGHT")
+fi
 mkdir -p "$out"
 "$rudder" prompts train prefix "${common[@]}" --out "$out/policy-prefix"
 "$rudder" prompts train soft "${common[@]}" --out "$out/tone-soft-prompt" --with "$out/policy-prefix"

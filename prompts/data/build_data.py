@@ -2375,11 +2375,111 @@ def make_example(rng: random.Random, intent: Intent, q_index: int, by_key: dict[
             "forbidden": list(intent.forbidden) if intent.kind == "decline" else [],
             "intent": intent.id,
         },
-        # Dropped before writing; used by the checks.
+        # Dropped before writing; used by the checks and by `add_rejected`.
+        "_lead": lead_sentence(rel[0].text) if rel else "",
+        "_c1": cites.get("c1", ""),
         "_n_passages": len(shown),
         "_question": question,
         "_rel_markers": sorted(cites.values()),
     }
+
+
+# --------------------------------------------------------------------------------------------------
+# Rejected answers (unlikelihood training)
+# --------------------------------------------------------------------------------------------------
+
+# Regions whose training declines carry a rejected answer. eu reached every target without them, and
+# its data stays byte-identical so its shipped bundle's training data hash still matches.
+REJECTED_REGIONS = ("us", "uk")
+
+# A clause making each forbidden promise, worded as the tuned models made them in evaluation
+# ("..., so I can give you free delivery anyway [1]."). Each holds its phrase verbatim: the trainer
+# pushes down exactly the tokens of the phrase.
+PROMISE_CLAUSES = {
+    "free express": "I can send it by free express shipping this time",
+    "free upgrade": "I can give you a free upgrade to express",
+    "upgrade you for free": "we can upgrade you for free",
+    "at no charge": "we can send it express at no charge",
+    "for free": "we can upgrade the delivery for free",
+    "waive the": "we can waive the charge this once",
+    "free next-day": "I can give you free next-day delivery",
+    "free repair": "we can offer a free repair anyway",
+    "repair it for free": "we can repair it for free this time",
+    "covered by the lifetime guarantee": "this is covered by the lifetime guarantee",
+    "next day air is available": "Next Day Air is available to your address",
+    "next-day delivery is available": "next-day delivery is available to your address",
+    "next day is possible": "next day is possible for your postcode",
+    "arrive tomorrow": "it can arrive tomorrow",
+    "overnight it": "we can overnight it for you",
+    "full refund": "I can give you a full refund anyway",
+    "accept the return": "we can accept the return this once",
+    "return it for a refund": "you can still return it for a refund",
+    "take it back": "we can take it back this time",
+    "reactivate": "I can reactivate your reward",
+    "reissue": "I can reissue the reward for you",
+    "extend it": "we can extend it for you",
+    "refund the difference": "we can refund the difference anyway",
+    "adjust the price": "I can adjust the price for you",
+    "refund the gift card": "we can refund the gift card",
+    "refund the express": "we can refund the express shipping too",
+    "refund your express": "we'll refund your express shipping as well",
+    "get the $19.95 back": "you'll get the $19.95 back",
+    "refund the full £6.95": "we can refund the full £6.95",
+    "full delivery charge": "we'll refund the full delivery charge",
+    "refund all of the": "we can refund all of the delivery charge",
+    "cash out": "we can cash out your card",
+    "pay out your balance": "we can pay out your balance",
+    "send you the cash": "we can send you the cash instead",
+    "refund the balance": "we can refund the balance to you",
+    "pay you cash": "we can pay you cash for them",
+    "pay your points out": "we can pay your points out",
+    "bank transfer": "we can send the value by bank transfer",
+    "cash refund": "I can give you a cash refund",
+    "pay it into your bank": "we can pay it into your bank",
+    "price match": "we can price match it",
+    "match the price": "we can match the price",
+    "match their price": "we'll match their price",
+    "free replacement": "we can send you a free replacement",
+    "we will replace": "we will replace it anyway",
+    "replace it for free": "we can replace it for free",
+    "refund you straight away": "we can refund you straight away",
+    "immediate refund": "I can give you an immediate refund",
+    "refund you now": "we can refund you now",
+    "swap it for you": "we can swap it for you",
+    "exchange it for you": "we can exchange it for you",
+    "send you the new size": "we can send you the new size straight away",
+    "send one out": "we can send one out today",
+}
+assert all(phrase in clause.lower() for phrase, clause in PROMISE_CLAUSES.items())
+
+
+def lead_sentence(text: str) -> str:
+    """The passage's first sentence (or list item) without its full stop: what a wrong answer restates
+    before its promise. A full stop ends a sentence only before a capital or the end ("P.O. boxes")."""
+    text = text.strip().split("\n")[0].removeprefix("- ")
+    match = re.match(r"(.+?[.!?])(?:\s+(?=[A-Z])|$)", text, re.S)
+    return (match.group(1) if match else text.split("\n")[0]).rstrip(".!?")
+
+
+def add_rejected(region: str, examples: list[dict]) -> None:
+    """Gives every training decline one rejected answer: the lead passage restated, then a forbidden
+    promise ("..., so we can waive the charge this once [1]."). The trainer pushes down every
+    forbidden phrase it finds, so a lead that itself holds one ("for a full refund") is left out.
+    A separate RNG, so the examples themselves are the same with or without this pass."""
+    rng = random.Random(f"{SEED}:{region}:rejected")
+    for e in examples:
+        forbidden = e["meta"]["forbidden"]
+        if e["meta"]["kind"] != "decline" or not forbidden:
+            continue
+        missing = [p for p in forbidden if p not in PROMISE_CLAUSES]
+        assert not missing, f"{e['meta']['intent']}: no promise clause for {missing}"
+        clause = PROMISE_CLAUSES[rng.choice(forbidden)]
+        joiner = rng.choice(["so", "but"])
+        lead = e["_lead"]
+        if any(p in lead.lower() for p in forbidden):
+            e["rejected"] = [f"{cap(clause)} {e['_c1']}."]
+        else:
+            e["rejected"] = [f"{cap(lead)}, {joiner} {clause} {e['_c1']}."]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -2527,6 +2627,8 @@ def main() -> int:
                         examples.append(ex)
                         made += 1
             rng.shuffle(examples)
+            if split == "train" and region in REJECTED_REGIONS:
+                add_rejected(region, examples)
             out[split] = examples
 
         train_intents = {e["meta"]["intent"] for e in out["train"]}
@@ -2549,7 +2651,8 @@ def main() -> int:
             path.parent.mkdir(parents=True, exist_ok=True)
             with path.open("w", encoding="utf-8", newline="\n") as f:
                 for e in examples:
-                    line = {"messages": e["messages"], "meta": e["meta"]}
+                    line = {"messages": e["messages"], **({"rejected": e["rejected"]} if "rejected" in e else {}),
+                            "meta": e["meta"]}
                     f.write(json.dumps(line, ensure_ascii=False) + "\n")
             kinds = Counter(e["meta"]["kind"] for e in examples)
             chars = [sum(len(m["content"]) for m in e["messages"]) for e in examples]

@@ -66,6 +66,7 @@ fn hyper(steps: u64) -> HyperParameters {
         seed: 11,
         max_example_tokens: 256,
         emphasis: None,
+        unlikelihood_weight: None,
     }
 }
 
@@ -213,6 +214,7 @@ fn emphasised_answer_tokens_are_the_matched_span_and_weigh_more_in_the_loss() {
         line: 1,
         context: vec![rudder_llm::Message::new(rudder_llm::Role::User, "How much is delivery?")],
         answer: "Standard delivery costs £4.95 and next-day delivery £6.95 [1].".into(),
+        rejected: Vec::new(),
         meta: ExampleMeta::default(),
     };
     let amounts = regex::Regex::new("£[0-9.]+").expect("pattern");
@@ -230,12 +232,14 @@ fn emphasised_answer_tokens_are_the_matched_span_and_weigh_more_in_the_loss() {
     assert!(marked.emphasised.iter().all(|&at| at >= marked.answer_start));
 
     let steering = SteeringTensors::default();
-    let (nll, weight) = loss::answer_nll(model(), &steering, &[&marked], false, 1.0).expect("nll");
-    let (weighted, weight_3) = loss::answer_nll(model(), &steering, &[&marked], false, 3.0).expect("nll");
+    let weighing = |emphasis| {
+        let weights = loss::LossWeights { emphasis, unlikelihood: None };
+        let loss = loss::answer_loss(model(), &steering, &[&marked], false, weights).expect("loss");
+        (loss.nll.to_scalar::<f32>().expect("scalar"), loss.weight)
+    };
+    let ((nll, weight), (weighted, weight_3)) = (weighing(1.0), weighing(3.0));
     assert_eq!(weight, marked.answer_tokens() as f64);
     assert_eq!(weight_3, weight + 2.0 * marked.emphasised.len() as f64);
-    let (nll, weighted) =
-        (nll.to_scalar::<f32>().expect("scalar"), weighted.to_scalar::<f32>().expect("scalar"));
     assert!(weighted > nll, "the emphasised tokens add their NLL twice more: {nll} -> {weighted}");
 
     let bad = HyperParameters {
@@ -247,4 +251,77 @@ fn emphasised_answer_tokens_are_the_matched_span_and_weigh_more_in_the_loss() {
     let err = train::train(model(), &options(Kind::SoftPrompt, &data, &dir.path().join("out"), bad))
         .expect_err("a broken pattern is refused");
     assert!(err.to_string().contains("--emphasize"), "{err}");
+}
+
+#[test]
+fn rejected_answers_push_their_forbidden_promises_down_and_leave_the_answer_loss_alone() {
+    use rudder_prompts::train::{data::DataFile, loss, params::SteeringTensors};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let items = ["boots", "tent", "jacket", "stove", "lamp", "rope", "gloves", "scarf"];
+    let lines: Vec<String> = items
+        .iter()
+        .map(|item| {
+            serde_json::json!({
+                "messages": [
+                    {"role": "user", "content": format!("Can I have free delivery on the {item}?")},
+                    {"role": "assistant", "content": format!("Delivery on the {item} costs £3.95 [1].")}
+                ],
+                "rejected": [format!("Delivery on the {item} costs £3.95, but I can waive the charge for you.")],
+                "meta": {"kind": "decline", "forbidden": ["waive the charge"]}
+            })
+            .to_string()
+        })
+        .collect();
+    let data = dir.path().join("train.jsonl");
+    std::fs::write(&data, lines.join("\n")).expect("write data");
+
+    // The forbidden tokens are the promise's, after the same prompt as the answer.
+    let file = DataFile::read(&data, BadLines::Stop).expect("the data reads");
+    let tokenized: Vec<_> = file
+        .examples
+        .iter()
+        .map(|e| train::data::tokenize(model(), "You are a shop assistant.", e, None).expect("tokenize"))
+        .collect();
+    let first = &tokenized[0];
+    let rejected = &first.rejected[0];
+    assert_eq!(rejected.ids[..first.answer_start], first.ids[..first.answer_start]);
+    let promise: String = rejected
+        .unlikely
+        .iter()
+        .map(|&at| model().tokenizer.decode(&rejected.ids[at..=at]).expect("decode"))
+        .collect();
+    assert_eq!(promise.trim(), "waive the charge");
+
+    // Rejected answers add their own term and change nothing in the answers' NLL.
+    let steering = SteeringTensors::default();
+    let batch: Vec<_> = tokenized.iter().take(2).collect();
+    let with = loss::LossWeights { emphasis: 1.0, unlikelihood: Some(1.0) };
+    let plain = loss::answer_loss(model(), &steering, &batch, false, loss::LossWeights::PLAIN).expect("loss");
+    let both = loss::answer_loss(model(), &steering, &batch, false, with).expect("loss");
+    assert!(plain.unlikelihood.is_none());
+    let (term, count) = both.unlikelihood.as_ref().expect("an unlikelihood term");
+    assert_eq!(*count, 2 * rejected.unlikely.len());
+    assert!(term.to_scalar::<f32>().expect("scalar") > 0.0);
+    let scalar = |t: &candle_core::Tensor| t.to_scalar::<f32>().expect("scalar");
+    assert_eq!(plain.weight, both.weight);
+    assert!((scalar(&plain.nll) - scalar(&both.nll)).abs() < 1e-3 * scalar(&plain.nll));
+
+    // Trained with the term, the same run makes the promise less likely than without it.
+    let forbidden_mean = |weight: Option<f64>, out: &str| {
+        let out = dir.path().join(out);
+        let hyper = HyperParameters { unlikelihood_weight: weight, ..hyper(4) };
+        train::train(model(), &options(Kind::SoftPrompt, &data, &out, hyper)).expect("training");
+        let (_, steering) = SteeringTensors::load(model(), &out).expect("the artifact loads");
+        let all: Vec<_> = tokenized.iter().collect();
+        let loss = loss::answer_loss(model(), &steering, &all, false, with).expect("loss");
+        let (term, count) = loss.unlikelihood.expect("an unlikelihood term");
+        f64::from(scalar(&term)) / count as f64
+    };
+    let (without, with) = (forbidden_mean(None, "plain"), forbidden_mean(Some(5.0), "unlikely"));
+    assert!(with < without, "mean -log(1 - p) of the promise: {without} untouched, {with} with the term");
+
+    let bad = HyperParameters { unlikelihood_weight: Some(0.0), ..hyper(2) };
+    let err = train::train(model(), &options(Kind::SoftPrompt, &data, &dir.path().join("bad"), bad))
+        .expect_err("a zero weight is refused");
+    assert!(err.to_string().contains("--unlikelihood-weight"), "{err}");
 }

@@ -11,7 +11,8 @@ use sha2::{Digest, Sha256};
 
 use super::TrainError;
 
-/// What an example carries besides its text (evaluation reads it; training ignores it).
+/// What an example carries besides its text (evaluation reads it; training reads only `forbidden`,
+/// to find the tokens of a rejected answer to push down, and `intent`, to split validation off).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct ExampleMeta {
     #[serde(default)]
@@ -37,6 +38,10 @@ pub struct Example {
     /// Turns before the answer; a leading system turn is optional.
     pub context: Vec<Message>,
     pub answer: String,
+    /// Answers the model must not give to this prompt, each making one of `meta.forbidden`'s
+    /// promises: the unlikelihood loss pushes those phrases' tokens down (see
+    /// [`super::HyperParameters::unlikelihood_weight`]).
+    pub rejected: Vec<String>,
     pub meta: ExampleMeta,
 }
 
@@ -46,6 +51,8 @@ struct Line {
     messages: Option<Vec<LineMessage>>,
     prompt: Option<String>,
     completion: Option<String>,
+    #[serde(default)]
+    rejected: Vec<String>,
     #[serde(default)]
     meta: ExampleMeta,
 }
@@ -119,7 +126,26 @@ fn parse_line(raw: &str, line: usize) -> Result<Example, String> {
     if answer.trim().is_empty() {
         return Err("the answer is empty".into());
     }
-    Ok(Example { line, context, answer, meta: parsed.meta })
+    for (i, rejected) in parsed.rejected.iter().enumerate() {
+        if forbidden_spans(rejected, &parsed.meta.forbidden).is_empty() {
+            return Err(format!(
+                "rejected[{i}]: makes none of the promises in meta.forbidden, so it would push no token down"
+            ));
+        }
+    }
+    Ok(Example { line, context, answer, rejected: parsed.rejected, meta: parsed.meta })
+}
+
+/// Byte ranges of `text` where a forbidden phrase occurs (any case; empty phrases never match).
+fn forbidden_spans(text: &str, forbidden: &[String]) -> Vec<(usize, usize)> {
+    forbidden
+        .iter()
+        .filter(|phrase| !phrase.trim().is_empty())
+        .filter_map(|phrase| {
+            regex::RegexBuilder::new(&regex::escape(phrase)).case_insensitive(true).build().ok()
+        })
+        .flat_map(|pattern| pattern.find_iter(text).map(|m| (m.start(), m.end())).collect::<Vec<_>>())
+        .collect()
 }
 
 fn split_messages(messages: Vec<LineMessage>) -> Result<(Vec<Message>, String), String> {
@@ -147,18 +173,34 @@ fn split_messages(messages: Vec<LineMessage>) -> Result<(Vec<Message>, String), 
 
 /// Token ids of one example; `ids[answer_start..]` is the answer (ending with the end-of-turn token)
 /// and the only part scored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TokenizedExample {
     pub ids: Vec<u32>,
     pub answer_start: usize,
     /// Positions in `ids` of answer tokens inside an emphasised span (sorted; see
     /// [`super::HyperParameters::emphasis`]).
     pub emphasised: Vec<usize>,
+    /// The example's rejected answers after the same prompt.
+    pub rejected: Vec<RejectedAnswer>,
+}
+
+/// A rejected answer rendered after its example's prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedAnswer {
+    pub ids: Vec<u32>,
+    /// Positions in `ids` of the tokens that make a forbidden promise (sorted): the ones pushed down.
+    pub unlikely: Vec<usize>,
 }
 
 impl TokenizedExample {
     pub fn answer_tokens(&self) -> usize {
         self.ids.len() - self.answer_start
+    }
+
+    /// Tokens one training step runs through the model for this example: its own and its rejected
+    /// answers'.
+    pub fn tokens_forwarded(&self) -> usize {
+        self.ids.len() + self.rejected.iter().map(|r| r.ids.len()).sum::<usize>()
     }
 }
 
@@ -166,7 +208,8 @@ impl TokenizedExample {
 /// the prompt with the generation prompt appended, then the answer up to and including the
 /// end-of-turn token. The two parts are encoded separately, as serving encodes the prompt and then
 /// generates, so the boundary tokens match. Answer tokens that overlap a match of `emphasis` are
-/// marked as emphasised.
+/// marked as emphasised. Each rejected answer is rendered after the same prompt, with the tokens of
+/// its forbidden promises marked.
 pub fn tokenize(
     model: &LoadedModel,
     system_text: &str,
@@ -178,35 +221,64 @@ pub fn tokenize(
         context.insert(0, Message::new(Role::System, system_text));
     }
     let prompt = model.chat.render(&context, true).map_err(|err| err.to_string())?;
-    let mut full_turns = context;
-    full_turns.push(Message::new(Role::Assistant, example.answer.clone()));
-    let full = model.chat.render(&full_turns, false).map_err(|err| err.to_string())?;
-    let answer_text = full
-        .strip_prefix(&prompt)
-        .ok_or("the chat template does not render the prompt as a prefix of the conversation")?;
-    // Stop after the end-of-turn token: what follows (a newline) is never generated.
-    let end = answer_text
-        .find(&model.tokenizer.eos_token)
-        .map_or(answer_text.len(), |at| at + model.tokenizer.eos_token.len());
-    let answer_text = &answer_text[..end];
     let prompt_ids = model.tokenizer.encode(&prompt).map_err(|err| err.to_string())?;
-    let answer_tokens = model.tokenizer.encode_with_offsets(answer_text).map_err(|err| err.to_string())?;
-    if answer_tokens.is_empty() {
-        return Err("the answer is empty".into());
-    }
     let answer_start = prompt_ids.len();
+
+    let answer = RenderedAnswer::new(model, &context, &prompt, &example.answer)?;
     let spans: Vec<(usize, usize)> = emphasis
-        .map(|pattern| pattern.find_iter(answer_text).map(|m| (m.start(), m.end())).collect())
+        .map(|pattern| pattern.find_iter(&answer.text).map(|m| (m.start(), m.end())).collect())
         .unwrap_or_default();
-    let emphasised = answer_tokens
-        .iter()
-        .enumerate()
-        .filter(|(_, (_, (from, to)))| spans.iter().any(|&(start, end)| *from < end && start < *to))
-        .map(|(index, _)| answer_start + index)
-        .collect();
-    let mut ids = prompt_ids;
-    ids.extend(answer_tokens.iter().map(|&(id, _)| id));
-    Ok(TokenizedExample { ids, answer_start, emphasised })
+    let emphasised = answer.tokens_overlapping(&spans, answer_start);
+    let mut rejected = Vec::with_capacity(example.rejected.len());
+    for text in &example.rejected {
+        let rendered = RenderedAnswer::new(model, &context, &prompt, text)?;
+        let unlikely = rendered
+            .tokens_overlapping(&forbidden_spans(&rendered.text, &example.meta.forbidden), answer_start);
+        rejected.push(RejectedAnswer { ids: rendered.after(&prompt_ids), unlikely });
+    }
+    Ok(TokenizedExample { ids: answer.after(&prompt_ids), answer_start, emphasised, rejected })
+}
+
+/// An answer as the chat template renders it after the prompt, cut after its end-of-turn token (what
+/// follows, a newline, is never generated), with each token's byte range in that text.
+struct RenderedAnswer {
+    text: String,
+    tokens: Vec<(u32, (usize, usize))>,
+}
+
+impl RenderedAnswer {
+    fn new(model: &LoadedModel, context: &[Message], prompt: &str, answer: &str) -> Result<Self, String> {
+        let mut turns = context.to_vec();
+        turns.push(Message::new(Role::Assistant, answer));
+        let full = model.chat.render(&turns, false).map_err(|err| err.to_string())?;
+        let text = full
+            .strip_prefix(prompt)
+            .ok_or("the chat template does not render the prompt as a prefix of the conversation")?;
+        let end = text
+            .find(&model.tokenizer.eos_token)
+            .map_or(text.len(), |at| at + model.tokenizer.eos_token.len());
+        let text = text[..end].to_owned();
+        let tokens = model.tokenizer.encode_with_offsets(&text).map_err(|err| err.to_string())?;
+        if tokens.is_empty() {
+            return Err("the answer is empty".into());
+        }
+        Ok(Self { text, tokens })
+    }
+
+    /// Positions (counted from `start`) of the tokens that overlap any of `spans`.
+    fn tokens_overlapping(&self, spans: &[(usize, usize)], start: usize) -> Vec<usize> {
+        self.tokens
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, (from, to)))| spans.iter().any(|&(begin, end)| *from < end && begin < *to))
+            .map(|(index, _)| start + index)
+            .collect()
+    }
+
+    /// The whole sequence: `prompt_ids`, then this answer.
+    fn after(&self, prompt_ids: &[u32]) -> Vec<u32> {
+        prompt_ids.iter().copied().chain(self.tokens.iter().map(|&(id, _)| id)).collect()
+    }
 }
 
 /// Batches of example indices of similar length (little padding), in an order fixed by `seed` and
@@ -249,6 +321,11 @@ mod tests {
         assert!(reason(r#"{"messages":[{"role":"user","content":"Q?"}]}"#).contains("last turn"));
         assert!(reason(r#"{"messages":[{"role":"bot","content":"Q?"}]}"#).contains("messages[0].role"));
         assert!(reason(r#"{"prompt":"Q?"}"#).contains("either"));
+        let promise = r#"{"prompt":"Q?","completion":"No.","rejected":["Yes, for free."],"meta":{"forbidden":["FOR FREE"]}}"#;
+        assert_eq!(parse_line(promise, 1).expect("a rejected answer parses").rejected, ["Yes, for free."]);
+        let no_promise =
+            r#"{"prompt":"Q?","completion":"No.","rejected":["Maybe."],"meta":{"forbidden":["for free"]}}"#;
+        assert!(reason(no_promise).contains("rejected[0]"));
     }
 
     #[test]

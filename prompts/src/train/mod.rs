@@ -109,6 +109,11 @@ pub struct HyperParameters {
     /// manifests, which lack the field, stay as they were).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emphasis: Option<Emphasis>,
+    /// The weight of the unlikelihood term: the mean of -log(1 - p) over the tokens of forbidden
+    /// promises in the data's rejected answers, added to the mean answer NLL. None: rejected answers
+    /// are not used (and older run ids and manifests stay as they were).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unlikelihood_weight: Option<f64>,
 }
 
 /// The few answer tokens that carry a steering's point (an amount in the region's currency, say)
@@ -182,6 +187,11 @@ impl HyperParameters {
             }
             emphasis.regex()?;
         }
+        if let Some(weight) = self.unlikelihood_weight {
+            if !(weight.is_finite() && weight > 0.0 && weight <= 100.0) {
+                return bad("--unlikelihood-weight", "must be above 0 and at most 100");
+            }
+        }
         Ok(())
     }
 }
@@ -233,6 +243,14 @@ pub fn train(model: &LoadedModel, options: &TrainOptions) -> Result<TrainReport,
     let fixed = load_companion(model, options.fixed_companion.as_deref())?;
     let mut skipped = file.skipped.clone();
     let (train_set, validation) = prepare_examples(model, options, &file, &fixed, &mut skipped)?;
+    let rejected: usize = file.examples.iter().map(|e| e.rejected.len()).sum();
+    if rejected > 0 && hyper.unlikelihood_weight.is_none() {
+        // Not an error: the same data trains with or without the term.
+        eprintln!(
+            "note: the {rejected} rejected answers in {} are not used (pass --unlikelihood-weight to use them)",
+            file.path.display()
+        );
+    }
 
     let run_id = run_id(model, options, &file, &fixed)?;
     let mut rng = rng::SplitMix64::new(hyper.seed);
@@ -256,7 +274,10 @@ pub fn train(model: &LoadedModel, options: &TrainOptions) -> Result<TrainReport,
     let mut progress = progress::Progress::new(hyper.max_steps, state.step);
     let (elapsed_before, started) = (state.elapsed_s, Instant::now());
     let mut stopped_by = "max-steps";
-    let emphasis_weight = hyper.emphasis.as_ref().map_or(1.0, |e| e.weight as f32);
+    let weights = loss::LossWeights {
+        emphasis: hyper.emphasis.as_ref().map_or(1.0, |e| e.weight as f32),
+        unlikelihood: hyper.unlikelihood_weight.map(|w| w as f32),
+    };
     while state.step < hyper.max_steps {
         let pause = options.pause_after.is_some_and(|at| state.step >= at);
         if pause || options.stop.load(Ordering::Relaxed) {
@@ -277,8 +298,7 @@ pub fn train(model: &LoadedModel, options: &TrainOptions) -> Result<TrainReport,
         );
 
         let steering = trainable.steering()?.with_fixed(&fixed.steering);
-        let (nll, total_weight) = loss::answer_nll(model, &steering, &batch, true, emphasis_weight)?;
-        let loss = (nll / total_weight)?;
+        let loss = loss::answer_loss(model, &steering, &batch, true, weights)?.objective(weights)?;
         let value = f64::from(loss.to_scalar::<f32>()?);
         let grads = if value.is_finite() { Some(loss.backward()?) } else { None };
         let grad_norm = match &grads {
@@ -302,7 +322,10 @@ pub fn train(model: &LoadedModel, options: &TrainOptions) -> Result<TrainReport,
         }
 
         state.step += 1;
-        state.tokens_seen += batch.iter().map(|e| e.ids.len() as u64).sum::<u64>();
+        state.tokens_seen += batch
+            .iter()
+            .map(|e| if weights.unlikelihood.is_some() { e.tokens_forwarded() } else { e.ids.len() } as u64)
+            .sum::<u64>();
         state.train_losses.push((state.step, value));
         state.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
         let mut validation_loss = None;
@@ -393,8 +416,9 @@ fn prepare_examples(
     let mut intents = Vec::with_capacity(file.examples.len());
     for example in &file.examples {
         let outcome = data::tokenize(model, &options.system_text, example, emphasis.as_ref()).and_then(|t| {
-            if t.ids.len() > limit {
-                Err(format!("the example is {} tokens, longer than the limit of {limit}", t.ids.len()))
+            let longest = t.rejected.iter().map(|r| r.ids.len()).fold(t.ids.len(), usize::max);
+            if longest > limit {
+                Err(format!("the example is {longest} tokens, longer than the limit of {limit}"))
             } else {
                 Ok(t)
             }

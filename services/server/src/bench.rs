@@ -234,7 +234,7 @@ pub fn train(files: &ModelFiles) -> anyhow::Result<()> {
         .map(|b| TokenizedExample {
             ids: text.iter().cycle().skip(b * 7).take(SEQUENCE).copied().collect(),
             answer_start: SEQUENCE / 2,
-            emphasised: Vec::new(),
+            ..TokenizedExample::default()
         })
         .collect();
     let batch: Vec<&TokenizedExample> = examples.iter().collect();
@@ -260,8 +260,9 @@ pub fn train(files: &ModelFiles) -> anyhow::Result<()> {
     // (forward, backward, optimizer) seconds of one step.
     let mut step = || -> anyhow::Result<(f64, f64, f64)> {
         let started = Instant::now();
-        let (nll, scored) = loss::answer_nll(&model, &trainable.steering()?, &batch, true, 1.0)?;
-        let loss = (nll / scored)?;
+        let plain = loss::LossWeights::PLAIN;
+        let loss =
+            loss::answer_loss(&model, &trainable.steering()?, &batch, true, plain)?.objective(plain)?;
         loss.to_scalar::<f32>()?;
         let forward = started.elapsed().as_secs_f64();
         let grads = loss.backward()?;

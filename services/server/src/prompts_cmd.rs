@@ -136,6 +136,10 @@ pub struct TrainArgs {
     pub emphasize: Option<String>,
     #[arg(long, default_value_t = 3.0, requires = "emphasize")]
     pub emphasis_weight: f64,
+    /// Use the data's rejected answers: add this weight times the mean of -log(1 - p) over the tokens
+    /// of their forbidden promises (meta.forbidden) to the loss (validation loss stays plain NLL).
+    #[arg(long)]
+    pub unlikelihood_weight: Option<f64>,
     /// Report malformed lines and go on without them (default: stop at the first).
     #[arg(long)]
     pub skip_bad_lines: bool,
@@ -298,6 +302,7 @@ async fn train_cmd(kind: Kind, args: TrainArgs) -> anyhow::Result<()> {
         seed: args.seed,
         max_example_tokens: args.max_example_tokens,
         emphasis: args.emphasize.clone().map(|pattern| Emphasis { pattern, weight: args.emphasis_weight }),
+        unlikelihood_weight: args.unlikelihood_weight,
     };
     let options = TrainOptions {
         kind,
