@@ -187,10 +187,10 @@ impl HyperParameters {
             }
             emphasis.regex()?;
         }
-        if let Some(weight) = self.unlikelihood_weight {
-            if !(weight.is_finite() && weight > 0.0 && weight <= 100.0) {
-                return bad("--unlikelihood-weight", "must be above 0 and at most 100");
-            }
+        if let Some(weight) = self.unlikelihood_weight
+            && !(weight.is_finite() && weight > 0.0 && weight <= 100.0)
+        {
+            return bad("--unlikelihood-weight", "must be above 0 and at most 100");
         }
         Ok(())
     }
