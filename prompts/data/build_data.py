@@ -2480,6 +2480,33 @@ def add_rejected(region: str, examples: list[dict]) -> None:
             e["rejected"] = [f"{cap(clause)} {e['_c1']}."]
         else:
             e["rejected"] = [f"{cap(lead)}, {joiner} {clause} {e['_c1']}."]
+    if region in FOREIGN_AMOUNT_REGIONS:
+        add_rejected_amounts(region, examples)
+
+
+# Regions whose gift-card answers (`giftcards.kinds`) carry rejected answers quoting other regions'
+# amounts. us only for now: uk run 7 was training on the uk file when this was added.
+FOREIGN_AMOUNT_REGIONS = ("us",)
+
+
+def add_rejected_amounts(region: str, examples: list[dict]) -> None:
+    """Gift-card answers get a rejected answer that copies the passage's every-region values, as
+    tuned models did in evaluation ("$10 to £500 in the currency of your region"), and the other
+    regions' amounts as the phrases to push down (in `meta.forbidden`: phrases the answer must not
+    contain). Its own RNG, so the declines' rejected answers stay as they were."""
+    rng = random.Random(f"{SEED}:{region}:rejected-amounts")
+    own = CURRENCY[region]
+    foreign = [f"{symbol}{amount}" for symbol in CURRENCY.values() if symbol != own for amount in (10, 500)]
+    for e in examples:
+        if e["meta"]["intent"] != f"{region}.giftcards.kinds":
+            continue
+        other = rng.choice([symbol for symbol in CURRENCY.values() if symbol != own])
+        e["rejected"] = [rng.choice([
+            f"{e['_lead']} {e['_c1']}.",
+            f"Gift cards are available from {own}10 to {other}500 in the currency of your region {e['_c1']}.",
+            f"You can buy gift cards from {other}10 to {other}500 {e['_c1']}.",
+        ])]
+        e["meta"]["forbidden"] = foreign
 
 
 # --------------------------------------------------------------------------------------------------

@@ -21,7 +21,9 @@ pub struct ExampleMeta {
     pub topic: String,
     #[serde(default)]
     pub doc_ids: Vec<String>,
-    /// Promises the answer must not make (lowercase phrases).
+    /// Phrases the answer must not contain (any case): promises the policy does not allow, which
+    /// evaluation looks for, or in training data another region's amounts. A rejected answer's
+    /// tokens inside these phrases are the ones the unlikelihood loss pushes down.
     #[serde(default)]
     pub forbidden: Vec<String>,
     /// What the question asks, independent of wording: paraphrases share it, and the validation
@@ -38,8 +40,8 @@ pub struct Example {
     /// Turns before the answer; a leading system turn is optional.
     pub context: Vec<Message>,
     pub answer: String,
-    /// Answers the model must not give to this prompt, each making one of `meta.forbidden`'s
-    /// promises: the unlikelihood loss pushes those phrases' tokens down (see
+    /// Answers the model must not give to this prompt, each containing one of `meta.forbidden`'s
+    /// phrases: the unlikelihood loss pushes those phrases' tokens down (see
     /// [`super::HyperParameters::unlikelihood_weight`]).
     pub rejected: Vec<String>,
     pub meta: ExampleMeta,
@@ -129,7 +131,7 @@ fn parse_line(raw: &str, line: usize) -> Result<Example, String> {
     for (i, rejected) in parsed.rejected.iter().enumerate() {
         if forbidden_spans(rejected, &parsed.meta.forbidden).is_empty() {
             return Err(format!(
-                "rejected[{i}]: makes none of the promises in meta.forbidden, so it would push no token down"
+                "rejected[{i}]: contains none of the phrases in meta.forbidden, so it would push no token down"
             ));
         }
     }
