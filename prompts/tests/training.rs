@@ -266,8 +266,8 @@ fn rejected_answers_push_their_forbidden_promises_down_and_leave_the_answer_loss
                     {"role": "user", "content": format!("Can I have free delivery on the {item}?")},
                     {"role": "assistant", "content": format!("Delivery on the {item} costs £3.95 [1].")}
                 ],
-                "rejected": [format!("Delivery on the {item} costs £3.95, but I can waive the charge for you.")],
-                "meta": {"kind": "decline", "forbidden": ["waive the charge"]}
+                "rejected": [format!("Delivery on the {item} costs £3.95, but I can make it free for you.")],
+                "meta": {"kind": "decline", "forbidden": ["make it free"]}
             })
             .to_string()
         })
@@ -275,7 +275,7 @@ fn rejected_answers_push_their_forbidden_promises_down_and_leave_the_answer_loss
     let data = dir.path().join("train.jsonl");
     std::fs::write(&data, lines.join("\n")).expect("write data");
 
-    // The forbidden tokens are the promise's, after the same prompt as the answer.
+    // The token pushed down is where the answer turns to the promise, after the same prompt.
     let file = DataFile::read(&data, BadLines::Stop).expect("the data reads");
     let tokenized: Vec<_> = file
         .examples
@@ -290,7 +290,9 @@ fn rejected_answers_push_their_forbidden_promises_down_and_leave_the_answer_loss
         .iter()
         .map(|&at| model().tokenizer.decode(&rejected.ids[at..=at]).expect("decode"))
         .collect();
-    assert_eq!(promise.trim(), "waive the charge");
+    assert_eq!(rejected.unlikely.len(), 1, "the first token of the promise only: {promise:?}");
+    assert!(!promise.trim().is_empty() && "make it free".starts_with(promise.trim()), "{promise:?}");
+    assert!(rejected.unlikely[0] > first.answer_start);
 
     // Rejected answers add their own term and change nothing in the answers' NLL.
     let steering = SteeringTensors::default();

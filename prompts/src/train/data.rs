@@ -190,7 +190,7 @@ pub struct TokenizedExample {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RejectedAnswer {
     pub ids: Vec<u32>,
-    /// Positions in `ids` of the tokens that make a forbidden promise (sorted): the ones pushed down.
+    /// Positions in `ids` of the first token of each forbidden phrase (sorted): the ones pushed down.
     pub unlikely: Vec<usize>,
 }
 
@@ -234,8 +234,8 @@ pub fn tokenize(
     let mut rejected = Vec::with_capacity(example.rejected.len());
     for text in &example.rejected {
         let rendered = RenderedAnswer::new(model, &context, &prompt, text)?;
-        let unlikely = rendered
-            .tokens_overlapping(&forbidden_spans(&rendered.text, &example.meta.forbidden), answer_start);
+        let unlikely =
+            rendered.first_tokens_of(&forbidden_spans(&rendered.text, &example.meta.forbidden), answer_start);
         rejected.push(RejectedAnswer { ids: rendered.after(&prompt_ids), unlikely });
     }
     Ok(TokenizedExample { ids: answer.after(&prompt_ids), answer_start, emphasised, rejected })
@@ -275,6 +275,23 @@ impl RenderedAnswer {
             .filter(|(_, (_, (from, to)))| spans.iter().any(|&(begin, end)| *from < end && begin < *to))
             .map(|(index, _)| start + index)
             .collect()
+    }
+
+    /// Positions (counted from `start`) of the first token of each of `spans`, sorted, without
+    /// repeats. Only the first: it is where the answer turns to the phrase, and the rest follow from
+    /// it almost surely ("waive" -> "the charge"), so pushing them down too would bend the model's
+    /// ordinary continuations for nothing.
+    fn first_tokens_of(&self, spans: &[(usize, usize)], start: usize) -> Vec<usize> {
+        let mut firsts: Vec<usize> = spans
+            .iter()
+            .filter_map(|&(begin, end)| {
+                self.tokens.iter().position(|(_, (from, to))| *from < end && begin < *to)
+            })
+            .map(|index| start + index)
+            .collect();
+        firsts.sort_unstable();
+        firsts.dedup();
+        firsts
     }
 
     /// The whole sequence: `prompt_ids`, then this answer.

@@ -47,8 +47,8 @@ impl BatchLoss {
     }
 }
 
-/// A small constant inside log(1 - p + EPSILON): a forbidden token the model is sure of gets a large
-/// but finite penalty and gradient.
+/// The unlikelihood is -log(1 - p (1 - EPSILON)): zero for a token the model never says, and large but
+/// finite for one it is sure of.
 const EPSILON: f64 = 1e-5;
 
 /// One sequence of a forward pass and the positions its loss reads: answer tokens with their
@@ -142,10 +142,9 @@ pub fn answer_loss(
     let unlikelihood = if forbidden_rows == 0 {
         None
     } else {
-        // -log(1 - p) with p = exp(-nll): zero for a token the model never says, growing as it
-        // becomes likely.
+        // p = exp(-nll).
         let p = nll.narrow(0, answer_rows, forbidden_rows)?.neg()?.exp()?;
-        let term = p.affine(-1.0, 1.0 + EPSILON)?.log()?.neg()?.sum_all()?;
+        let term = p.affine(-(1.0 - EPSILON), 1.0)?.log()?.neg()?.sum_all()?;
         Some((term, forbidden_rows))
     };
     Ok(BatchLoss { nll: answer_nll, weight, unlikelihood })

@@ -109,8 +109,8 @@ pub struct HyperParameters {
     /// manifests, which lack the field, stay as they were).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub emphasis: Option<Emphasis>,
-    /// The weight of the unlikelihood term: the mean of -log(1 - p) over the tokens of forbidden
-    /// promises in the data's rejected answers, added to the mean answer NLL. None: rejected answers
+    /// The weight of the unlikelihood term: the mean of -log(1 - p) over the first token of each
+    /// forbidden phrase in the data's rejected answers, added to the mean answer NLL. None: rejected answers
     /// are not used (and older run ids and manifests stay as they were).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unlikelihood_weight: Option<f64>,

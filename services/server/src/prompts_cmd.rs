@@ -136,8 +136,9 @@ pub struct TrainArgs {
     pub emphasize: Option<String>,
     #[arg(long, default_value_t = 3.0, requires = "emphasize")]
     pub emphasis_weight: f64,
-    /// Use the data's rejected answers: add this weight times the mean of -log(1 - p) over the tokens
-    /// of their forbidden promises (meta.forbidden) to the loss (validation loss stays plain NLL).
+    /// Use the data's rejected answers: add this weight times the mean of -log(1 - p) over the first
+    /// token of each forbidden phrase (meta.forbidden) in them to the loss (validation loss stays
+    /// plain NLL).
     #[arg(long)]
     pub unlikelihood_weight: Option<f64>,
     /// Report malformed lines and go on without them (default: stop at the first).
