@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use super::TrainError;
 
 /// What an example carries besides its text (evaluation reads it; training reads only `forbidden`,
-/// to find the tokens of a rejected answer to push down, and `intent`, to split validation off).
+/// to find the token of a rejected answer to push down, and `intent`, to split validation off).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct ExampleMeta {
     #[serde(default)]
@@ -22,8 +22,8 @@ pub struct ExampleMeta {
     #[serde(default)]
     pub doc_ids: Vec<String>,
     /// Phrases the answer must not contain (any case): promises the policy does not allow, which
-    /// evaluation looks for, or in training data another region's amounts. A rejected answer's
-    /// tokens inside these phrases are the ones the unlikelihood loss pushes down.
+    /// evaluation looks for, or in training data another region's amounts. In a rejected answer, the
+    /// first token of each of these phrases is what the unlikelihood loss pushes down.
     #[serde(default)]
     pub forbidden: Vec<String>,
     /// What the question asks, independent of wording: paraphrases share it, and the validation
@@ -41,7 +41,7 @@ pub struct Example {
     pub context: Vec<Message>,
     pub answer: String,
     /// Answers the model must not give to this prompt, each containing one of `meta.forbidden`'s
-    /// phrases: the unlikelihood loss pushes those phrases' tokens down (see
+    /// phrases: the unlikelihood loss pushes the first token of each down (see
     /// [`super::HyperParameters::unlikelihood_weight`]).
     pub rejected: Vec<String>,
     pub meta: ExampleMeta,
@@ -210,8 +210,8 @@ impl TokenizedExample {
 /// the prompt with the generation prompt appended, then the answer up to and including the
 /// end-of-turn token. The two parts are encoded separately, as serving encodes the prompt and then
 /// generates, so the boundary tokens match. Answer tokens that overlap a match of `emphasis` are
-/// marked as emphasised. Each rejected answer is rendered after the same prompt, with the tokens of
-/// its forbidden promises marked.
+/// marked as emphasised. Each rejected answer is rendered after the same prompt, with the first token
+/// of each forbidden phrase in it marked.
 pub fn tokenize(
     model: &LoadedModel,
     system_text: &str,

@@ -1,6 +1,6 @@
 //! The training objective: mean negative log-likelihood of the answer tokens, given the steering and
 //! the prompt, plus (where the data brings rejected answers) an unlikelihood term that pushes down
-//! the tokens of forbidden promises. Padding sits at the right of each sequence, so causal attention
+//! the first token of each forbidden phrase in them. Padding sits at the right of each sequence, so causal attention
 //! never lets a real token see it, and no padded position is scored.
 
 use candle_core::{Device, Tensor};
