@@ -2485,8 +2485,8 @@ def add_rejected(region: str, examples: list[dict]) -> None:
 
 
 # Regions whose gift-card answers (`giftcards.kinds`) carry rejected answers quoting other regions'
-# amounts. us only for now: uk run 7 was training on the uk file when this was added.
-FOREIGN_AMOUNT_REGIONS = ("us",)
+# amounts. us from us run 9, uk from uk run 8.
+FOREIGN_AMOUNT_REGIONS = ("us", "uk")
 
 
 def add_rejected_amounts(region: str, examples: list[dict]) -> None:
