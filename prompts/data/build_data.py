@@ -2487,6 +2487,11 @@ def add_rejected(region: str, examples: list[dict]) -> None:
 # Regions whose gift-card answers (`giftcards.kinds`) carry rejected answers quoting other regions'
 # amounts. us from us run 9, uk from uk run 8.
 FOREIGN_AMOUNT_REGIONS = ("us", "uk")
+# Regions where every other training example shown the passage that quotes every region's gift card
+# values carries one too. uk from uk run 9: with the gift-card answers' alone, uk run 8 still copied
+# "$10 to $500" into 4 of 16 held-out answers that state an amount, one of them to a question about
+# order records. us is left as run 9 trained it (its held-out currency was 100%).
+FOREIGN_AMOUNT_SHOWN_REGIONS = ("uk",)
 
 
 def add_rejected_amounts(region: str, examples: list[dict]) -> None:
@@ -2507,6 +2512,31 @@ def add_rejected_amounts(region: str, examples: list[dict]) -> None:
             f"You can buy gift cards from {other}10 to {other}500 {e['_c1']}.",
         ])]
         e["meta"]["forbidden"] = foreign
+    if region in FOREIGN_AMOUNT_SHOWN_REGIONS:
+        add_rejected_amounts_shown(region, examples, foreign)
+
+
+def add_rejected_amounts_shown(region: str, examples: list[dict], foreign: list[str]) -> None:
+    """Every other example whose prompt shows the every-region gift card passage gets a rejected
+    answer that quotes other regions' amounts from it, cited by that passage's number, and those
+    amounts among its forbidden phrases (beside a decline's promises). Its own RNG, so the answers
+    drawn before stay as they were."""
+    rng = random.Random(f"{SEED}:{region}:rejected-amounts-shown")
+    own = CURRENCY[region]
+    for e in examples:
+        if e["meta"]["intent"] == f"{region}.giftcards.kinds":
+            continue
+        shown = re.search(r"\[(\d+)\][^\n]*\n[^\n]*\$10 to \$500", e["messages"][0]["content"])
+        if not shown:
+            continue
+        cite = f"[{shown.group(1)}]"
+        other = rng.choice([symbol for symbol in CURRENCY.values() if symbol != own])
+        e.setdefault("rejected", []).append(rng.choice([
+            f"Gift cards are available from {own}10 to {other}500 in the currency of your region {cite}.",
+            f"You can buy gift cards from {other}10 to {other}500 {cite}.",
+            f"Gift cards come in the currency of your region: {other}10 to {other}500 {cite}.",
+        ]))
+        e["meta"]["forbidden"] = e["meta"]["forbidden"] + foreign
 
 
 # --------------------------------------------------------------------------------------------------
