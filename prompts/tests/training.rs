@@ -218,9 +218,11 @@ fn emphasised_answer_tokens_are_the_matched_span_and_weigh_more_in_the_loss() {
         meta: ExampleMeta::default(),
     };
     let amounts = regex::Regex::new("£[0-9.]+").expect("pattern");
-    let plain = data::tokenize(model(), "You are a shop assistant.", &example, None).expect("tokenize");
-    let marked =
-        data::tokenize(model(), "You are a shop assistant.", &example, Some(&amounts)).expect("tokenize");
+    let leave = data::RejectedAnswers::Leave;
+    let plain =
+        data::tokenize(model(), "You are a shop assistant.", &example, None, leave).expect("tokenize");
+    let marked = data::tokenize(model(), "You are a shop assistant.", &example, Some(&amounts), leave)
+        .expect("tokenize");
     assert_eq!((&marked.ids, marked.answer_start), (&plain.ids, plain.answer_start));
     assert!(plain.emphasised.is_empty());
     let text: Vec<String> = marked
@@ -255,7 +257,11 @@ fn emphasised_answer_tokens_are_the_matched_span_and_weigh_more_in_the_loss() {
 
 #[test]
 fn rejected_answers_push_their_forbidden_promises_down_and_leave_the_answer_loss_alone() {
-    use rudder_prompts::train::{data::DataFile, loss, params::SteeringTensors};
+    use rudder_prompts::train::{
+        data::{DataFile, RejectedAnswers},
+        loss,
+        params::SteeringTensors,
+    };
     let dir = tempfile::tempdir().expect("temp dir");
     let items = ["boots", "tent", "jacket", "stove", "lamp", "rope", "gloves", "scarf"];
     let lines: Vec<String> = items
@@ -280,8 +286,21 @@ fn rejected_answers_push_their_forbidden_promises_down_and_leave_the_answer_loss
     let tokenized: Vec<_> = file
         .examples
         .iter()
-        .map(|e| train::data::tokenize(model(), "You are a shop assistant.", e, None).expect("tokenize"))
+        .map(|e| {
+            train::data::tokenize(model(), "You are a shop assistant.", e, None, RejectedAnswers::Render)
+                .expect("tokenize")
+        })
         .collect();
+    let left = train::data::tokenize(
+        model(),
+        "You are a shop assistant.",
+        &file.examples[0],
+        None,
+        RejectedAnswers::Leave,
+    )
+    .expect("tokenize");
+    assert!(left.rejected.is_empty(), "rejected answers are rendered only when asked for");
+    assert_eq!(left.ids, tokenized[0].ids);
     let first = &tokenized[0];
     let rejected = &first.rejected[0];
     assert_eq!(rejected.ids[..first.answer_start], first.ids[..first.answer_start]);
@@ -301,9 +320,9 @@ fn rejected_answers_push_their_forbidden_promises_down_and_leave_the_answer_loss
     let plain = loss::answer_loss(model(), &steering, &batch, false, loss::LossWeights::PLAIN).expect("loss");
     let both = loss::answer_loss(model(), &steering, &batch, false, with).expect("loss");
     assert!(plain.unlikelihood.is_none());
-    let (term, count) = both.unlikelihood.as_ref().expect("an unlikelihood term");
-    assert_eq!(*count, 2 * rejected.unlikely.len());
-    assert!(term.to_scalar::<f32>().expect("scalar") > 0.0);
+    let term = both.unlikelihood.as_ref().expect("an unlikelihood term");
+    assert_eq!((term.tokens, term.weight), (2 * rejected.unlikely.len(), 1.0));
+    assert!(term.sum.to_scalar::<f32>().expect("scalar") > 0.0);
     let scalar = |t: &candle_core::Tensor| t.to_scalar::<f32>().expect("scalar");
     assert_eq!(plain.weight, both.weight);
     assert!((scalar(&plain.nll) - scalar(&both.nll)).abs() < 1e-3 * scalar(&plain.nll));
@@ -316,8 +335,8 @@ fn rejected_answers_push_their_forbidden_promises_down_and_leave_the_answer_loss
         let (_, steering) = SteeringTensors::load(model(), &out).expect("the artifact loads");
         let all: Vec<_> = tokenized.iter().collect();
         let loss = loss::answer_loss(model(), &steering, &all, false, with).expect("loss");
-        let (term, count) = loss.unlikelihood.expect("an unlikelihood term");
-        f64::from(scalar(&term)) / count as f64
+        let term = loss.unlikelihood.expect("an unlikelihood term");
+        f64::from(scalar(&term.sum)) / term.tokens as f64
     };
     let (without, with) = (forbidden_mean(None, "plain"), forbidden_mean(Some(5.0), "unlikely"));
     assert!(with < without, "mean -log(1 - p) of the promise: {without} untouched, {with} with the term");

@@ -199,9 +199,9 @@ fn evaluate_variant(
     let tokenized = examples
         .iter()
         .map(|e| {
-            data::tokenize(model, &variant.system_text, e, None).map_err(|reason| {
-                TrainError::Data(format!("{}:{}: {reason}", options.heldout.display(), e.line))
-            })
+            data::tokenize(model, &variant.system_text, e, None, data::RejectedAnswers::Leave).map_err(
+                |reason| TrainError::Data(format!("{}:{}: {reason}", options.heldout.display(), e.line)),
+            )
         })
         .collect::<Result<Vec<_>, _>>()?;
     let nll = loss::mean_nll(model, &variant.steering, &tokenized, 8)?;

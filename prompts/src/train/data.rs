@@ -200,23 +200,33 @@ impl TokenizedExample {
     }
 
     /// Tokens one training step runs through the model for this example: its own and its rejected
-    /// answers'.
+    /// answers' (rendered only for training with the unlikelihood term).
     pub fn tokens_forwarded(&self) -> usize {
         self.ids.len() + self.rejected.iter().map(|r| r.ids.len()).sum::<usize>()
     }
+}
+
+/// Whether [`tokenize`] renders an example's rejected answers. Only training with the unlikelihood
+/// term reads them; elsewhere they would cost tokenizing time, and a long one could refuse its
+/// example for its length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectedAnswers {
+    Render,
+    Leave,
 }
 
 /// Renders `example` with `system_text` (unless it brings its own system turn) the way serving does:
 /// the prompt with the generation prompt appended, then the answer up to and including the
 /// end-of-turn token. The two parts are encoded separately, as serving encodes the prompt and then
 /// generates, so the boundary tokens match. Answer tokens that overlap a match of `emphasis` are
-/// marked as emphasised. Each rejected answer is rendered after the same prompt, with the first token
-/// of each forbidden phrase in it marked.
+/// marked as emphasised. With [`RejectedAnswers::Render`], each rejected answer is rendered after the
+/// same prompt, with the first token of each forbidden phrase in it marked.
 pub fn tokenize(
     model: &LoadedModel,
     system_text: &str,
     example: &Example,
     emphasis: Option<&Regex>,
+    rejected_answers: RejectedAnswers,
 ) -> Result<TokenizedExample, String> {
     let mut context = example.context.clone();
     if context.first().is_none_or(|m| m.role != Role::System) {
@@ -231,8 +241,12 @@ pub fn tokenize(
         .map(|pattern| pattern.find_iter(&answer.text).map(|m| (m.start(), m.end())).collect())
         .unwrap_or_default();
     let emphasised = answer.tokens_overlapping(&spans, answer_start);
-    let mut rejected = Vec::with_capacity(example.rejected.len());
-    for text in &example.rejected {
+    let texts = match rejected_answers {
+        RejectedAnswers::Render => example.rejected.as_slice(),
+        RejectedAnswers::Leave => &[],
+    };
+    let mut rejected = Vec::with_capacity(texts.len());
+    for text in texts {
         let rendered = RenderedAnswer::new(model, &context, &prompt, text)?;
         let unlikely =
             rendered.first_tokens_of(&forbidden_spans(&rendered.text, &example.meta.forbidden), answer_start);

@@ -1,7 +1,7 @@
 //! The training objective: mean negative log-likelihood of the answer tokens, given the steering and
 //! the prompt, plus (where the data brings rejected answers) an unlikelihood term that pushes down
-//! the first token of each forbidden phrase in them. Padding sits at the right of each sequence, so causal attention
-//! never lets a real token see it, and no padded position is scored.
+//! the first token of each forbidden phrase in them. Padding sits at the right of each sequence, so
+//! causal attention never lets a real token see it, and no padded position is scored.
 
 use candle_core::{Device, Tensor};
 use rudder_llm::{ForwardOptions, LoadedModel, LogitsAt};
@@ -29,20 +29,30 @@ pub struct BatchLoss {
     pub nll: Tensor,
     /// Sum of the answer tokens' weights: with weight 1 everywhere, the number of tokens scored.
     pub weight: f64,
-    /// Sum over the rejected answers' forbidden tokens of -log(1 - p(token)), and their number.
-    pub unlikelihood: Option<(Tensor, usize)>,
+    /// The rejected answers' term, when they rode in the batch.
+    pub unlikelihood: Option<Unlikelihood>,
+}
+
+/// The unlikelihood term of a batch's rejected answers.
+#[derive(Debug)]
+pub struct Unlikelihood {
+    /// Sum over the forbidden tokens of -log(1 - p(token)).
+    pub sum: Tensor,
+    /// How many forbidden tokens were scored.
+    pub tokens: usize,
+    /// The term's weight in the objective.
+    pub weight: f32,
 }
 
 impl BatchLoss {
-    /// What a training step minimises: the weighted mean NLL of the answers, plus
-    /// `weights.unlikelihood` times the mean unlikelihood of the forbidden tokens. The two are
-    /// normalised apart, so a few forbidden tokens are not averaged away among a batch's answer
-    /// tokens.
-    pub fn objective(&self, weights: LossWeights) -> Result<Tensor, TrainError> {
+    /// What a training step minimises: the weighted mean NLL of the answers, plus the unlikelihood
+    /// weight times the mean unlikelihood of the forbidden tokens. The two are normalised apart, so a
+    /// few forbidden tokens are not averaged away among a batch's answer tokens.
+    pub fn objective(&self) -> Result<Tensor, TrainError> {
         let mean_nll = (&self.nll / self.weight)?;
-        Ok(match (&self.unlikelihood, weights.unlikelihood) {
-            (Some((sum, count)), Some(weight)) => (mean_nll + (sum * (f64::from(weight) / *count as f64))?)?,
-            _ => mean_nll,
+        Ok(match &self.unlikelihood {
+            Some(term) => (mean_nll + (&term.sum * (f64::from(term.weight) / term.tokens as f64))?)?,
+            None => mean_nll,
         })
     }
 }
@@ -139,13 +149,14 @@ pub fn answer_loss(
     let weight = answer_weights.iter().map(|&w| f64::from(w)).sum();
     let answer_weights = Tensor::from_vec(answer_weights, answer_rows, &Device::Cpu)?;
     let answer_nll = (nll.narrow(0, 0, answer_rows)? * answer_weights)?.sum_all()?;
-    let unlikelihood = if forbidden_rows == 0 {
-        None
-    } else {
-        // p = exp(-nll).
-        let p = nll.narrow(0, answer_rows, forbidden_rows)?.neg()?.exp()?;
-        let term = p.affine(-(1.0 - EPSILON), 1.0)?.log()?.neg()?.sum_all()?;
-        Some((term, forbidden_rows))
+    let unlikelihood = match weights.unlikelihood {
+        Some(weight) if forbidden_rows > 0 => {
+            // p = exp(-nll).
+            let p = nll.narrow(0, answer_rows, forbidden_rows)?.neg()?.exp()?;
+            let sum = p.affine(-(1.0 - EPSILON), 1.0)?.log()?.neg()?.sum_all()?;
+            Some(Unlikelihood { sum, tokens: forbidden_rows, weight })
+        }
+        _ => None,
     };
     Ok(BatchLoss { nll: answer_nll, weight, unlikelihood })
 }

@@ -298,7 +298,7 @@ pub fn train(model: &LoadedModel, options: &TrainOptions) -> Result<TrainReport,
         );
 
         let steering = trainable.steering()?.with_fixed(&fixed.steering);
-        let loss = loss::answer_loss(model, &steering, &batch, true, weights)?.objective(weights)?;
+        let loss = loss::answer_loss(model, &steering, &batch, true, weights)?.objective()?;
         let value = f64::from(loss.to_scalar::<f32>()?);
         let grads = if value.is_finite() { Some(loss.backward()?) } else { None };
         let grad_norm = match &grads {
@@ -322,10 +322,7 @@ pub fn train(model: &LoadedModel, options: &TrainOptions) -> Result<TrainReport,
         }
 
         state.step += 1;
-        state.tokens_seen += batch
-            .iter()
-            .map(|e| if weights.unlikelihood.is_some() { e.tokens_forwarded() } else { e.ids.len() } as u64)
-            .sum::<u64>();
+        state.tokens_seen += batch.iter().map(|e| e.tokens_forwarded() as u64).sum::<u64>();
         state.train_losses.push((state.step, value));
         state.elapsed_s = elapsed_before + started.elapsed().as_secs_f64();
         let mut validation_loss = None;
@@ -412,17 +409,23 @@ fn prepare_examples(
     let context = model.model.config().max_position.saturating_sub(steering_positions);
     let limit = hyper.max_example_tokens.min(context);
     let emphasis = hyper.emphasis.as_ref().map(Emphasis::regex).transpose()?;
+    let rejected_answers = match hyper.unlikelihood_weight {
+        Some(_) => data::RejectedAnswers::Render,
+        None => data::RejectedAnswers::Leave,
+    };
     let mut examples = Vec::with_capacity(file.examples.len());
     let mut intents = Vec::with_capacity(file.examples.len());
     for example in &file.examples {
-        let outcome = data::tokenize(model, &options.system_text, example, emphasis.as_ref()).and_then(|t| {
-            let longest = t.rejected.iter().map(|r| r.ids.len()).fold(t.ids.len(), usize::max);
-            if longest > limit {
-                Err(format!("the example is {longest} tokens, longer than the limit of {limit}"))
-            } else {
-                Ok(t)
-            }
-        });
+        let outcome =
+            data::tokenize(model, &options.system_text, example, emphasis.as_ref(), rejected_answers)
+                .and_then(|t| {
+                    let longest = t.rejected.iter().map(|r| r.ids.len()).fold(t.ids.len(), usize::max);
+                    if longest > limit {
+                        Err(format!("the example is {longest} tokens, longer than the limit of {limit}"))
+                    } else {
+                        Ok(t)
+                    }
+                });
         match (outcome, options.bad_lines) {
             (Ok(tokenized), _) => {
                 examples.push(tokenized);

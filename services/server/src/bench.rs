@@ -260,9 +260,8 @@ pub fn train(files: &ModelFiles) -> anyhow::Result<()> {
     // (forward, backward, optimizer) seconds of one step.
     let mut step = || -> anyhow::Result<(f64, f64, f64)> {
         let started = Instant::now();
-        let plain = loss::LossWeights::PLAIN;
-        let loss =
-            loss::answer_loss(&model, &trainable.steering()?, &batch, true, plain)?.objective(plain)?;
+        let loss = loss::answer_loss(&model, &trainable.steering()?, &batch, true, loss::LossWeights::PLAIN)?
+            .objective()?;
         loss.to_scalar::<f32>()?;
         let forward = started.elapsed().as_secs_f64();
         let grads = loss.backward()?;
