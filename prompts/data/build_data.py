@@ -2488,7 +2488,7 @@ def add_rejected(region: str, examples: list[dict]) -> None:
 # amounts. us from us run 9, uk from uk run 8.
 FOREIGN_AMOUNT_REGIONS = ("us", "uk")
 # Regions where every other training example shown the passage that quotes every region's gift card
-# values carries one too. uk from uk run 9: with the gift-card answers' alone, uk run 8 still copied
+# values carries one too. uk from uk run 9: with only the gift-card answers carrying one, uk run 8 copied
 # "$10 to $500" into 4 of 16 held-out answers that state an amount, one of them to a question about
 # order records. us is left as run 9 trained it (its held-out currency was 100%).
 FOREIGN_AMOUNT_SHOWN_REGIONS = ("uk",)
