@@ -2480,18 +2480,35 @@ def add_rejected(region: str, examples: list[dict]) -> None:
             e["rejected"] = [f"{cap(clause)} {e['_c1']}."]
         else:
             e["rejected"] = [f"{cap(lead)}, {joiner} {clause} {e['_c1']}."]
-    if region in FOREIGN_AMOUNT_REGIONS:
+    scopes = FOREIGN_AMOUNT_SCOPES.get(region, ())
+    if "asked" in scopes:
         add_rejected_amounts(region, examples)
+    if "shown" in scopes:
+        add_rejected_amounts_shown(region, examples)
+    if "appended" in scopes:
+        add_rejected_amounts_appended(region, examples)
 
 
-# Regions whose gift-card answers (`giftcards.kinds`) carry rejected answers quoting other regions'
-# amounts. us from us run 9, uk from uk run 8.
-FOREIGN_AMOUNT_REGIONS = ("us", "uk")
-# Regions where every other training example shown the passage that quotes every region's gift card
-# values carries one too. uk from uk run 9: with only the gift-card answers carrying one, uk run 8 copied
-# "$10 to $500" into 4 of 16 held-out answers that state an amount, one of them to a question about
-# order records. us is left as run 9 trained it (its held-out currency was 100%).
-FOREIGN_AMOUNT_SHOWN_REGIONS = ("uk",)
+# Which rejected answers quoting other regions' amounts (from the passage that quotes every region's
+# gift card values) each region's training data carries:
+# - "asked": gift-card answers (`giftcards.kinds`) get one copying those amounts (us from us run 9, uk
+#   from uk run 8);
+# - "shown": every other example shown that passage gets one (uk from uk run 9: with only "asked", uk
+#   run 8 copied "$10 to $500" into 4 of 16 held-out answers that state an amount, one of them to a
+#   question about order records);
+# - "appended": gift-card answers get a second one, the right answer followed by another region's
+#   amounts labelled as that region's (uk from uk run 10: uk run 9's one currency miss read "£10 to
+#   £500 in the United Kingdom and €10 to ££500 in the European Union").
+# us is left as its run 9 trained it (its held-out currency was 100%).
+FOREIGN_AMOUNT_SCOPES = {"us": ("asked",), "uk": ("asked", "shown", "appended")}
+REGION_NAMES = {"us": "the United States", "uk": "the United Kingdom", "eu": "the European Union"}
+
+
+def foreign_amounts(region: str) -> list[str]:
+    """Other regions' gift card amounts as they appear in the every-region passage: the phrases a
+    rejected answer quoting them pushes down."""
+    own = CURRENCY[region]
+    return [f"{symbol}{amount}" for symbol in CURRENCY.values() if symbol != own for amount in (10, 500)]
 
 
 def add_rejected_amounts(region: str, examples: list[dict]) -> None:
@@ -2501,7 +2518,7 @@ def add_rejected_amounts(region: str, examples: list[dict]) -> None:
     contain). Its own RNG, so the declines' rejected answers stay as they were."""
     rng = random.Random(f"{SEED}:{region}:rejected-amounts")
     own = CURRENCY[region]
-    foreign = [f"{symbol}{amount}" for symbol in CURRENCY.values() if symbol != own for amount in (10, 500)]
+    foreign = foreign_amounts(region)
     for e in examples:
         if e["meta"]["intent"] != f"{region}.giftcards.kinds":
             continue
@@ -2512,17 +2529,16 @@ def add_rejected_amounts(region: str, examples: list[dict]) -> None:
             f"You can buy gift cards from {other}10 to {other}500 {e['_c1']}.",
         ])]
         e["meta"]["forbidden"] = foreign
-    if region in FOREIGN_AMOUNT_SHOWN_REGIONS:
-        add_rejected_amounts_shown(region, examples, foreign)
 
 
-def add_rejected_amounts_shown(region: str, examples: list[dict], foreign: list[str]) -> None:
+def add_rejected_amounts_shown(region: str, examples: list[dict]) -> None:
     """Every other example whose prompt shows the every-region gift card passage gets a rejected
     answer that quotes other regions' amounts from it, cited by that passage's number, and those
     amounts among its forbidden phrases (beside a decline's promises). Its own RNG, so the answers
     drawn before stay as they were."""
     rng = random.Random(f"{SEED}:{region}:rejected-amounts-shown")
     own = CURRENCY[region]
+    foreign = foreign_amounts(region)
     for e in examples:
         if e["meta"]["intent"] == f"{region}.giftcards.kinds":
             continue
@@ -2537,6 +2553,25 @@ def add_rejected_amounts_shown(region: str, examples: list[dict], foreign: list[
             f"Gift cards come in the currency of your region: {other}10 to {other}500 {cite}.",
         ]))
         e["meta"]["forbidden"] = e["meta"]["forbidden"] + foreign
+
+
+def add_rejected_amounts_appended(region: str, examples: list[dict]) -> None:
+    """Gift-card answers get a second rejected answer: the answer itself, then another region's
+    amounts labelled as that region's, before its citation ("... from £10 to £500 in the United
+    Kingdom and €10 to €500 in the European Union [2]."). The answer and the rejected one agree up
+    to the foreign amount, so what is pushed down is exactly the step of going on to quote it.
+    Runs after `add_rejected_amounts`, whose forbidden phrases these carry; its own RNG."""
+    rng = random.Random(f"{SEED}:{region}:rejected-amounts-appended")
+    for e in examples:
+        if e["meta"]["intent"] != f"{region}.giftcards.kinds":
+            continue
+        answer = e["messages"][-1]["content"]
+        cite = f" {e['_c1']}"
+        assert answer.count(cite) == 1, f"{region}.giftcards.kinds: the answer cites {cite} other than once"
+        other = rng.choice([r for r in CURRENCY if r != region])
+        symbol = CURRENCY[other]
+        tail = f" and {symbol}10 to {symbol}500 in {REGION_NAMES[other]}"
+        e["rejected"].append(answer.replace(cite, tail + cite))
 
 
 # --------------------------------------------------------------------------------------------------
