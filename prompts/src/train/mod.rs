@@ -392,6 +392,16 @@ fn load_companion(model: &LoadedModel, path: Option<&Path>) -> Result<Companion,
 }
 
 /// Tokenizes every example and splits off the validation share (deterministic in the seed).
+/// The example, if neither it nor any of its rendered rejected answers is longer than `limit` tokens.
+fn within_limit(tokenized: TokenizedExample, limit: usize) -> Result<TokenizedExample, String> {
+    let longest = tokenized.rejected.iter().map(|r| r.ids.len()).fold(tokenized.ids.len(), usize::max);
+    if longest > limit {
+        Err(format!("the example is {longest} tokens, longer than the limit of {limit}"))
+    } else {
+        Ok(tokenized)
+    }
+}
+
 fn prepare_examples(
     model: &LoadedModel,
     options: &TrainOptions,
@@ -418,14 +428,7 @@ fn prepare_examples(
     for example in &file.examples {
         let outcome =
             data::tokenize(model, &options.system_text, example, emphasis.as_ref(), rejected_answers)
-                .and_then(|t| {
-                    let longest = t.rejected.iter().map(|r| r.ids.len()).fold(t.ids.len(), usize::max);
-                    if longest > limit {
-                        Err(format!("the example is {longest} tokens, longer than the limit of {limit}"))
-                    } else {
-                        Ok(t)
-                    }
-                });
+                .and_then(|tokenized| within_limit(tokenized, limit));
         match (outcome, options.bad_lines) {
             (Ok(tokenized), _) => {
                 examples.push(tokenized);
