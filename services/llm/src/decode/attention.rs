@@ -116,7 +116,7 @@ fn attend_span_portable(query: &Query, cache: &Cached, span: std::ops::Range<usi
         let first = kv_head * group;
         for (i, p) in span.clone().enumerate() {
             let key = cache.keys.row(kv_head, p);
-            crate::q8::prefetch(key.as_ptr().wrapping_add(PREFETCH_AHEAD));
+            prefetch_ahead(key);
             for g in 0..group {
                 let head = first + g;
                 scores[g * len + i] = dot(&q[head * head_dim..(head + 1) * head_dim], key) * scale;
@@ -135,7 +135,7 @@ fn attend_span_portable(query: &Query, cache: &Cached, span: std::ops::Range<usi
         let weighted = &mut partial.weighted[first * head_dim..(first + group) * head_dim];
         for (i, p) in span.clone().enumerate() {
             let value = cache.values.row(kv_head, p);
-            crate::q8::prefetch(value.as_ptr().wrapping_add(PREFETCH_AHEAD));
+            prefetch_ahead(value);
             for (g, out) in weighted.chunks_exact_mut(head_dim).enumerate() {
                 let weight = scores[g * len + i];
                 for (o, v) in out.iter_mut().zip(value) {
@@ -143,6 +143,19 @@ fn attend_span_portable(query: &Query, cache: &Cached, span: std::ops::Range<usi
                 }
             }
         }
+    }
+}
+
+/// f32 values in one 64-byte cache line.
+const LINE_VALUES: usize = 16;
+
+/// Asks for every cache line of the row [`PREFETCH_AHEAD`] values ahead of `row` (the rows of a head
+/// follow each other in the cache). A single hint per row reached only one of a 64-value row's four
+/// lines, and without hints the hardware prefetcher keeps too few lines in flight (see `crate::q8`).
+#[inline(always)]
+fn prefetch_ahead(row: &[f32]) {
+    for line in (0..row.len()).step_by(LINE_VALUES) {
+        crate::q8::prefetch(row.as_ptr().wrapping_add(PREFETCH_AHEAD + line));
     }
 }
 
