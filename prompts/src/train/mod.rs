@@ -391,7 +391,6 @@ fn load_companion(model: &LoadedModel, path: Option<&Path>) -> Result<Companion,
     Ok(Companion { steering, digest })
 }
 
-/// Tokenizes every example and splits off the validation share (deterministic in the seed).
 /// The example, if neither it nor any of its rendered rejected answers is longer than `limit` tokens.
 fn within_limit(tokenized: TokenizedExample, limit: usize) -> Result<TokenizedExample, String> {
     let longest = tokenized.rejected.iter().map(|r| r.ids.len()).fold(tokenized.ids.len(), usize::max);
@@ -402,6 +401,7 @@ fn within_limit(tokenized: TokenizedExample, limit: usize) -> Result<TokenizedEx
     }
 }
 
+/// Tokenizes every example and splits off the validation share (deterministic in the seed).
 fn prepare_examples(
     model: &LoadedModel,
     options: &TrainOptions,
