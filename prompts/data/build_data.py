@@ -2560,7 +2560,8 @@ def add_rejected_amounts_appended(region: str, examples: list[dict]) -> None:
     amounts labelled as that region's, before its citation ("... from £10 to £500 in the United
     Kingdom and €10 to €500 in the European Union [2]."). The answer and the rejected one agree up
     to the foreign amount, so what is pushed down is exactly the step of going on to quote it.
-    Runs after `add_rejected_amounts`, whose forbidden phrases these carry; its own RNG."""
+    Runs after `add_rejected_amounts`, whose forbidden phrases these carry (a region scoped for
+    "appended" is scoped for "asked" too); its own RNG."""
     rng = random.Random(f"{SEED}:{region}:rejected-amounts-appended")
     for e in examples:
         if e["meta"]["intent"] != f"{region}.giftcards.kinds":
@@ -2571,7 +2572,7 @@ def add_rejected_amounts_appended(region: str, examples: list[dict]) -> None:
         other = rng.choice([r for r in CURRENCY if r != region])
         symbol = CURRENCY[other]
         tail = f" and {symbol}10 to {symbol}500 in {REGION_NAMES[other]}"
-        e["rejected"].append(answer.replace(cite, tail + cite))
+        e.setdefault("rejected", []).append(answer.replace(cite, tail + cite))
 
 
 # --------------------------------------------------------------------------------------------------
