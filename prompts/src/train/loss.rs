@@ -143,8 +143,7 @@ pub fn answer_loss(
     let selected = hidden
         .reshape((sequences.len() * sequence, config.hidden_size))?
         .index_select(&Tensor::new(rows.as_slice(), &Device::Cpu)?, 0)?;
-    let logits = model.model.logits(&selected, differentiable)?;
-    let nll = rudder_llm::token_nll(&logits, &targets)?;
+    let nll = model.model.token_nll(&selected, &targets)?;
 
     let weight = answer_weights.iter().map(|&w| f64::from(w)).sum();
     let answer_weights = Tensor::from_vec(answer_weights, answer_rows, &Device::Cpu)?;

@@ -1,21 +1,22 @@
-//! Training ops with hand-written backward passes. Composed from candle's elementwise ops, an RMS
-//! norm, a rotary embedding or a softmax records every intermediate tensor for the backward pass and
-//! differentiates each one separately; on two cores that made a training token cost ~4x an
-//! inference token. Each op here runs candle's fused forward kernel and computes its input gradient
-//! in closed form from the input (or the output), storing nothing else. None of them computes a
-//! gradient for the frozen tensors they hold (norm weights, rotary tables). The attention core,
-//! softmax included, is one op of its own (`fused_attention`).
+//! Training ops with hand-written backward passes, and the helpers training's custom ops share.
+//! Composed from candle's elementwise ops, an RMS norm or a log-softmax records every intermediate
+//! tensor for the backward pass and differentiates each one separately; on two cores that made a
+//! training token cost ~4x an inference token. Each op here runs candle's fused forward kernel and
+//! computes its input gradient in closed form from the input (or the output), storing nothing else.
+//! None of them computes a gradient for the frozen tensors they hold (norm weights). A whole decoder
+//! block is one op of its own (`training_block`).
 
 use std::sync::{Mutex, PoisonError};
 
 use candle_core::{
     CpuStorage, CustomOp1, D, DType, Device, Layout, Shape, Storage, Tensor, backend::BackendStorage,
+    utils::barrier_pool,
 };
 
-use crate::config::RopeStyle;
+use crate::{config::RopeStyle, decode::elementwise};
 
 /// The values of a contiguous f32 CPU storage, borrowed.
-fn contiguous_f32<'a>(
+pub(crate) fn contiguous_f32<'a>(
     storage: &'a CpuStorage,
     layout: &Layout,
     what: &'static str,
@@ -71,100 +72,17 @@ impl CustomOp1 for RmsNorm {
     }
 }
 
-/// Rotary position embedding of `[batch, heads, tokens, head_dim]` with fixed `cos`/`sin` tables
-/// `[tokens, head_dim / 2]`. A rotation's gradient is the inverse rotation: the same op with `-sin`.
-pub(crate) struct Rope {
-    pub cos: Tensor,
-    pub sin: Tensor,
-    pub style: RopeStyle,
-}
-
-fn rotate(x: &Tensor, cos: &Tensor, sin: &Tensor, style: RopeStyle) -> candle_core::Result<Tensor> {
+/// Rotary position embedding of `x` `[batch, heads, tokens, head_dim]` (contiguous) with the tables
+/// `cos`/`sin` `[tokens, head_dim / 2]`, in the model's pairing of dimensions.
+pub(crate) fn rotate(
+    x: &Tensor,
+    cos: &Tensor,
+    sin: &Tensor,
+    style: RopeStyle,
+) -> candle_core::Result<Tensor> {
     match style {
         RopeStyle::Interleaved => candle_nn::rotary_emb::rope_i(x, cos, sin),
         RopeStyle::Halves => candle_nn::rotary_emb::rope(x, cos, sin),
-    }
-}
-
-impl CustomOp1 for Rope {
-    fn name(&self) -> &'static str {
-        "rope"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = input_tensor(storage, layout, self.name())?;
-        output_storage(&rotate(&x, &self.cos, &self.sin, self.style)?)
-    }
-
-    fn bwd(&self, _x: &Tensor, _y: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(rotate(&grad.contiguous()?, &self.cos, &self.sin.neg()?, self.style)?))
-    }
-}
-
-/// The gated feed-forward block `y = (silu(h Wg^T) * h Wu^T) Wd^T` of `h` `[rows, hidden]`, with the
-/// gradient to `h` only. As separate ops it is five graph nodes, and candle's backward creates a
-/// zero tensor and adds into it for every one of them (`[rows, intermediate]`-sized, the largest
-/// activations of a layer), then differentiates silu and the product op by op; here the backward is
-/// two elementwise passes and three products. The forward keeps the two projections for it (candle
-/// hands a custom op's backward only its input and output).
-pub(crate) struct GatedMlp {
-    /// `[intermediate, hidden]`.
-    gate: Tensor,
-    /// `[intermediate, hidden]`.
-    up: Tensor,
-    /// `[hidden, intermediate]`.
-    down: Tensor,
-    /// `h Wg^T` and `h Wu^T` of the forward pass.
-    projections: Mutex<Option<(Tensor, Tensor)>>,
-}
-
-impl GatedMlp {
-    pub(crate) fn new(gate: &Tensor, up: &Tensor, down: &Tensor) -> Self {
-        Self { gate: gate.clone(), up: up.clone(), down: down.clone(), projections: Mutex::new(None) }
-    }
-}
-
-impl CustomOp1 for GatedMlp {
-    fn name(&self) -> &'static str {
-        "gated-mlp"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let h = input_tensor(storage, layout, self.name())?;
-        let gate = h.matmul(&self.gate.t()?)?;
-        let up = h.matmul(&self.up.t()?)?;
-        let y = (gate.silu()? * &up)?.matmul(&self.down.t()?)?;
-        *self.projections.lock().unwrap_or_else(PoisonError::into_inner) = Some((gate, up));
-        output_storage(&y)
-    }
-
-    fn bwd(&self, _h: &Tensor, _y: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let (gate, up) = self
-            .projections
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-            .ok_or_else(|| candle_core::Error::Msg("gated-mlp: backward before forward".into()))?;
-        let activation_grad = grad.contiguous()?.matmul(&self.down)?;
-        // With s = sigmoid(g): silu(g) = g s, silu'(g) = s (1 + g (1 - s)).
-        //   d/dg = a_grad * u * silu'(g),   d/du = a_grad * silu(g)
-        let (a_storage, a_layout) = activation_grad.storage_and_layout();
-        let (g_storage, g_layout) = gate.storage_and_layout();
-        let (u_storage, u_layout) = up.storage_and_layout();
-        let (a_grad, g, u) = (
-            f32_values(&a_storage, a_layout)?,
-            f32_values(&g_storage, g_layout)?,
-            f32_values(&u_storage, u_layout)?,
-        );
-        let (mut gate_grad, mut up_grad) = (vec![0f32; g.len()], vec![0f32; u.len()]);
-        for i in 0..g.len() {
-            let s = 1.0 / (1.0 + (-g[i]).exp());
-            gate_grad[i] = a_grad[i] * u[i] * s * (1.0 + g[i] * (1.0 - s));
-            up_grad[i] = a_grad[i] * g[i] * s;
-        }
-        let gate_grad = Tensor::from_vec(gate_grad, gate.shape(), &Device::Cpu)?;
-        let up_grad = Tensor::from_vec(up_grad, up.shape(), &Device::Cpu)?;
-        Ok(Some((gate_grad.matmul(&self.gate)? + up_grad.matmul(&self.up)?)?))
     }
 }
 
@@ -176,47 +94,114 @@ pub(crate) fn f32_values<'a>(storage: &'a Storage, layout: &Layout) -> candle_co
     }
 }
 
-/// Negative log-likelihood of `targets` under `logits` `[rows, vocab]`, per row. Its gradient,
-/// `softmax(logits) - onehot(target)`, is computed directly instead of through a recorded
-/// log-softmax over the whole vocabulary.
-pub(crate) struct TokenNll {
-    pub targets: Vec<u32>,
+/// Rows `[rows, width]` of a new tensor, computed in chunks of whole rows on candle's thread pool:
+/// `fill(first_row, chunk)` writes rows `first_row..` into `chunk`.
+pub(crate) fn rows_in_parallel(
+    (rows, width): (usize, usize),
+    fill: impl Fn(usize, &mut [f32]) + Sync,
+) -> candle_core::Result<Tensor> {
+    let mut out = vec![0f32; rows * width];
+    // A few chunks per thread, so a thread that finishes early takes another.
+    let chunk_rows = rows.div_ceil(4 * barrier_pool().n_workers().max(1)).max(1);
+    let chunks: Vec<Mutex<&mut [f32]>> = out.chunks_mut(chunk_rows * width.max(1)).map(Mutex::new).collect();
+    barrier_pool().execute_chunked(chunks.len(), |range| {
+        for c in range {
+            let mut chunk = chunks[c].lock().unwrap_or_else(PoisonError::into_inner);
+            fill(c * chunk_rows, &mut chunk);
+        }
+    });
+    drop(chunks);
+    Tensor::from_vec(out, (rows, width), &Device::Cpu)
 }
 
-impl CustomOp1 for TokenNll {
+/// Negative log-likelihood of `targets` under the logits `hidden W^T` of the LM head `W` `[vocab,
+/// hidden]`, per row of `hidden` `[rows, hidden]`; differentiable in `hidden`. The logits never
+/// enter the graph: as separate ops, the LM head and a log-softmax over the vocabulary make and
+/// differentiate several `[rows, vocab]` tensors (tens of MB each at training's batch sizes), and
+/// candle's backward zero-fills and adds one more. Here the forward keeps the logits and each row's
+/// log-sum-exp; the backward turns them into `softmax - onehot(target)` in one pass and multiplies
+/// by `W`.
+pub(crate) struct HeadNll {
+    /// `[vocab, hidden]`.
+    weight: Tensor,
+    targets: Vec<u32>,
+    /// The logits `[rows, vocab]` and each row's log-sum-exp, from the forward pass.
+    saved: Mutex<Option<(Tensor, Vec<f32>)>>,
+}
+
+impl HeadNll {
+    /// `targets` one per row of the hidden states, each below the vocabulary size.
+    pub(crate) fn new(weight: &Tensor, targets: &[u32]) -> candle_core::Result<Self> {
+        let vocab = weight.dim(0)?;
+        if let Some(&target) = targets.iter().find(|&&t| t as usize >= vocab) {
+            return Err(candle_core::Error::Msg(format!(
+                "token {target} is outside the vocabulary of {vocab}"
+            )));
+        }
+        Ok(Self { weight: weight.clone(), targets: targets.to_vec(), saved: Mutex::new(None) })
+    }
+}
+
+impl CustomOp1 for HeadNll {
     fn name(&self) -> &'static str {
-        "token-nll"
+        "head-nll"
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let logits = input_tensor(storage, layout, self.name())?;
-        let log_probs = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-        let targets = Tensor::new(self.targets.as_slice(), &Device::Cpu)?.unsqueeze(1)?;
-        output_storage(&log_probs.gather(&targets, 1)?.squeeze(1)?.neg()?)
-    }
-
-    fn bwd(&self, logits: &Tensor, _nll: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let (rows, vocab) = logits.dims2()?;
-        let mut probs =
-            candle_nn::ops::softmax_last_dim(&logits.detach())?.flatten_all()?.to_vec1::<f32>()?;
-        for (row, &target) in self.targets.iter().enumerate() {
-            probs[row * vocab + target as usize] -= 1.0;
+        let hidden = input_tensor(storage, layout, self.name())?;
+        let (rows, _) = hidden.dims2()?;
+        if rows != self.targets.len() {
+            return Err(candle_core::Error::Msg(format!("{} targets for {rows} rows", self.targets.len())));
         }
-        let delta = Tensor::from_vec(probs, (rows, vocab), &Device::Cpu)?;
-        Ok(Some(delta.broadcast_mul(&grad.unsqueeze(1)?)?))
+        let logits = hidden.matmul(&self.weight.t()?)?;
+        let vocab = logits.dim(1)?;
+        let log_sum_exp = {
+            let (logits_storage, logits_layout) = logits.storage_and_layout();
+            let values = f32_values(&logits_storage, logits_layout)?;
+            rows_in_parallel((rows, 1), |first, chunk| {
+                for (i, out) in chunk.iter_mut().enumerate() {
+                    *out = elementwise::log_sum_exp(&values[(first + i) * vocab..][..vocab]);
+                }
+            })?
+            .flatten_all()?
+            .to_vec1::<f32>()?
+        };
+        let nll: Vec<f32> = {
+            let (logits_storage, logits_layout) = logits.storage_and_layout();
+            let values = f32_values(&logits_storage, logits_layout)?;
+            let target_logit = |row: usize| values[row * vocab + self.targets[row] as usize];
+            (0..rows).map(|row| log_sum_exp[row] - target_logit(row)).collect()
+        };
+        *self.saved.lock().unwrap_or_else(PoisonError::into_inner) = Some((logits, log_sum_exp));
+        Ok((CpuStorage::F32(nll), Shape::from(rows)))
     }
-}
 
-/// Per-row NLL of `targets` under `logits` `[rows, vocab]` -> `[rows]`, differentiable in `logits`.
-pub fn token_nll(logits: &Tensor, targets: &[u32]) -> candle_core::Result<Tensor> {
-    let (rows, vocab) = logits.dims2()?;
-    if targets.len() != rows || targets.iter().any(|&t| t as usize >= vocab) {
-        return Err(candle_core::Error::Msg(format!(
-            "token_nll: {} targets for {rows} rows of {vocab} logits",
-            targets.len()
-        )));
+    fn bwd(&self, _hidden: &Tensor, _nll: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let (logits, log_sum_exp) = self
+            .saved
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .ok_or_else(|| candle_core::Error::Msg("head-nll: backward before forward".into()))?;
+        let (rows, vocab) = logits.dims2()?;
+        let grad = grad.to_vec1::<f32>()?;
+        let (logits_storage, logits_layout) = logits.storage_and_layout();
+        let values = f32_values(&logits_storage, logits_layout)?;
+        // d nll / d logits = softmax(logits) - onehot(target), per row times the row's gradient.
+        let delta = rows_in_parallel((rows, vocab), |first, chunk| {
+            for (i, out) in chunk.chunks_exact_mut(vocab).enumerate() {
+                let row = first + i;
+                elementwise::scaled_softmax_into(
+                    out,
+                    &values[row * vocab..][..vocab],
+                    log_sum_exp[row],
+                    grad[row],
+                );
+                out[self.targets[row] as usize] -= grad[row];
+            }
+        })?;
+        Ok(Some(delta.matmul(&self.weight)?))
     }
-    logits.contiguous()?.apply_op1(TokenNll { targets: targets.to_vec() })
 }
 
 #[cfg(test)]
@@ -257,46 +242,21 @@ mod tests {
     }
 
     #[test]
-    fn rope_matches_the_slow_rope_in_both_styles() -> candle_core::Result<()> {
-        let angles = Tensor::randn(0f32, 1.0, (5, 4), &Device::Cpu)?;
-        let (cos, sin) = (angles.cos()?, angles.sin()?);
-        for (style, slow) in [
-            (RopeStyle::Halves, candle_nn::rotary_emb::rope_slow as fn(&Tensor, &Tensor, &Tensor) -> _),
-            (RopeStyle::Interleaved, candle_nn::rotary_emb::rope_i_slow),
-        ] {
-            check(
-                &[2, 3, 5, 8],
-                |x| x.apply_op1(Rope { cos: cos.clone(), sin: sin.clone(), style }),
-                |x| slow(x, &cos, &sin),
-            )?;
-        }
-        Ok(())
-    }
-
-    #[test]
-    fn the_gated_mlp_matches_the_composed_block() -> candle_core::Result<()> {
-        let gate = Tensor::randn(0f32, 0.5, (12, 8), &Device::Cpu)?;
-        let up = Tensor::randn(0f32, 0.5, (12, 8), &Device::Cpu)?;
-        let down = Tensor::randn(0f32, 0.5, (8, 12), &Device::Cpu)?;
-        check(
-            &[5, 8],
-            |h| h.apply_op1(GatedMlp::new(&gate, &up, &down)),
-            |h| (h.matmul(&gate.t()?)?.silu()? * h.matmul(&up.t()?)?)?.matmul(&down.t()?),
-        )
-    }
-
-    #[test]
-    fn token_nll_matches_log_softmax_and_gather() -> candle_core::Result<()> {
+    fn head_nll_matches_the_head_product_log_softmax_and_gather() -> candle_core::Result<()> {
+        let weight = Tensor::randn(0f32, 1.0, (7, 4), &Device::Cpu)?;
         let targets = [3u32, 0, 6];
         check(
-            &[3, 7],
-            |x| token_nll(x, &targets),
-            |x| {
+            &[3, 4],
+            |h| h.apply_op1(HeadNll::new(&weight, &targets)?),
+            |h| {
                 let targets = Tensor::new(&targets, &Device::Cpu)?.unsqueeze(1)?;
-                candle_nn::ops::log_softmax(x, D::Minus1)?.gather(&targets, 1)?.squeeze(1)?.neg()
+                let logits = h.matmul(&weight.t()?)?;
+                candle_nn::ops::log_softmax(&logits, D::Minus1)?.gather(&targets, 1)?.squeeze(1)?.neg()
             },
         )?;
-        assert!(token_nll(&Tensor::zeros((3, 7), DType::F32, &Device::Cpu)?, &[1, 2]).is_err());
+        assert!(HeadNll::new(&weight, &[1, 7]).is_err(), "a target outside the vocabulary");
+        let two_targets = HeadNll::new(&weight, &[1, 2])?;
+        assert!(Tensor::zeros((3, 4), DType::F32, &Device::Cpu)?.apply_op1(two_targets).is_err());
         Ok(())
     }
 }

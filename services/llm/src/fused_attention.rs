@@ -1,45 +1,45 @@
-//! Training's attention core as one differentiable op: queries, keys and values in, the attended
-//! values out, with the gradients of all three in closed form.
+//! Training's attention core: queries, keys and values in, the attended values out, and the
+//! gradients of all three in closed form. Part of [`crate::training_block`]'s op.
 //!
 //! Composed from candle ops, the core is a scale, two products, a masked softmax and three reshapes,
 //! and its backward allocates a zero tensor and adds into it for every one of them; several of those
 //! tensors are the `[batch, kv_heads, group * tokens, positions]` attention weights, the largest
 //! activations of a layer at training's sequence lengths. Here the products stay candle's (threaded
-//! gemm) and the softmax and its backward run in place on the weights, once each.
+//! gemm) and the softmax and its backward run in place on the product's output, once each.
 
-use std::sync::{Mutex, PoisonError};
+use candle_core::{CpuStorage, InplaceOp1, InplaceOp2, Layout, Shape, Tensor, backend::BackendStorage};
 
-use candle_core::{CpuStorage, CustomOp3, Device, Layout, Shape, Tensor};
+use crate::{decode::elementwise, fused::contiguous_f32};
 
-use crate::{
-    decode::elementwise,
-    fused::{f32_values, input_tensor, output_storage},
-};
-
-/// Causal grouped-query attention. Inputs: queries `[batch, heads, tokens, head_dim]` (rotated),
-/// keys and values `[batch, kv_heads, positions, head_dim]` (rotated keys): the cached positions
-/// (prefix, soft prompt's companions) followed by the `tokens` new ones. Output: `[batch, tokens,
-/// heads * head_dim]`, ready for the output projection. The query heads of a group share a key/value
-/// head and are folded into rows, as in serving.
-pub(crate) struct CausalAttention {
-    /// The attention weights of the forward pass, `[batch, kv_heads, group * tokens, positions]`
-    /// (candle hands a custom op's backward only its inputs and output).
-    weights: Mutex<Option<Tensor>>,
+/// One call's forward results, kept for its backward.
+pub(crate) struct Attention {
+    /// `[batch * tokens, heads * head_dim]`, ready for the output projection.
+    pub output: Tensor,
+    /// The queries with a group's heads folded into rows, scaled: `[batch, kv_heads, rows, head_dim]`.
+    queries: Tensor,
+    keys: Tensor,
+    values: Tensor,
+    /// The softmax weights, `[batch, kv_heads, rows, positions]`.
+    weights: Tensor,
+    dims: Dims,
 }
 
-impl CausalAttention {
-    pub(crate) fn new() -> Self {
-        Self { weights: Mutex::new(None) }
-    }
+/// The gradients of [`attend`]'s inputs.
+pub(crate) struct AttentionGrads {
+    /// `[batch, heads, tokens, head_dim]`.
+    pub queries: Tensor,
+    /// `[batch, kv_heads, positions, head_dim]`, cached positions first.
+    pub keys: Tensor,
+    pub values: Tensor,
 }
 
 /// The sizes of one call, read from the queries and keys.
+#[derive(Clone, Copy)]
 struct Dims {
     batch: usize,
     heads: usize,
     kv_heads: usize,
     tokens: usize,
-    positions: usize,
     head_dim: usize,
 }
 
@@ -57,7 +57,7 @@ impl Dims {
                 "attention: queries {queries:?} do not fit keys {keys:?}"
             )));
         }
-        Ok(Self { batch, heads, kv_heads, tokens, positions, head_dim })
+        Ok(Self { batch, heads, kv_heads, tokens, head_dim })
     }
 
     /// Query rows per key/value head: the group's heads times the tokens.
@@ -69,98 +69,129 @@ impl Dims {
         1.0 / (self.head_dim as f64).sqrt()
     }
 
-    /// `[batch, heads, tokens, head_dim]` -> `[batch, kv_heads, rows, head_dim]`, scaled.
-    fn grouped_queries(&self, queries: &Tensor) -> candle_core::Result<Tensor> {
-        queries.reshape((self.batch, self.kv_heads, self.rows(), self.head_dim))? * self.scale()
+    /// `[batch, heads, tokens, head_dim]` <-> `[batch, kv_heads, rows, head_dim]`.
+    fn grouped(&self, heads: &Tensor) -> candle_core::Result<Tensor> {
+        heads.reshape((self.batch, self.kv_heads, self.rows(), self.head_dim))
+    }
+
+    fn ungrouped(&self, grouped: &Tensor) -> candle_core::Result<Tensor> {
+        grouped.reshape((self.batch, self.heads, self.tokens, self.head_dim))
     }
 }
 
-impl CustomOp3 for CausalAttention {
+/// Causal grouped-query attention of queries `[batch, heads, tokens, head_dim]` (rotated) over keys
+/// and values `[batch, kv_heads, positions, head_dim]` (rotated keys): the cached positions (prefix)
+/// followed by the `tokens` new ones. The query heads of a group share a key/value head and are
+/// folded into rows, as in serving. All three must be contiguous.
+pub(crate) fn attend(queries: &Tensor, keys: &Tensor, values: &Tensor) -> candle_core::Result<Attention> {
+    let dims = Dims::of(queries.shape(), keys.shape())?;
+    let queries = (dims.grouped(queries)? * dims.scale())?;
+    let weights = queries.matmul(&keys.t()?)?;
+    weights.inplace_op1(&CausalSoftmax { tokens: dims.tokens })?;
+    let output = dims
+        .ungrouped(&weights.matmul(values)?)?
+        .transpose(1, 2)?
+        .reshape((dims.batch * dims.tokens, dims.heads * dims.head_dim))?;
+    Ok(Attention { output, queries, keys: keys.clone(), values: values.clone(), weights, dims })
+}
+
+impl Attention {
+    /// The gradients of the queries, keys and values, given the output's (`[batch * tokens, heads *
+    /// head_dim]`, as [`attend`] returns it).
+    pub(crate) fn backward(&self, output_grad: &Tensor) -> candle_core::Result<AttentionGrads> {
+        let dims = self.dims;
+        // The output's gradient in the weights' row layout.
+        let grad = dims.grouped(
+            &output_grad
+                .reshape((dims.batch, dims.tokens, dims.heads, dims.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()?,
+        )?;
+        let score_grad = grad.matmul(&self.values.t()?)?;
+        score_grad.inplace_op2(&self.weights, &SoftmaxBackward)?;
+        Ok(AttentionGrads {
+            queries: dims.ungrouped(&(score_grad.matmul(&self.keys)? * dims.scale())?)?,
+            keys: score_grad.t()?.matmul(&self.queries)?,
+            values: self.weights.t()?.matmul(&grad)?,
+        })
+    }
+}
+
+/// Scores `[.., rows, positions]` -> causal softmax weights, in place (rows of a token's query heads
+/// see the cached positions, then their own and earlier tokens).
+struct CausalSoftmax {
+    tokens: usize,
+}
+
+impl InplaceOp1 for CausalSoftmax {
     fn name(&self) -> &'static str {
-        "causal-attention"
+        "causal-softmax"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        let positions = layout.dims().last().copied().unwrap_or(0);
+        let scores = contiguous_f32_mut(storage, layout, self.name())?;
+        elementwise::causal_softmax_rows(scores, self.tokens, positions);
+        Ok(())
+    }
+}
+
+/// The gradient reaching the softmax weights -> the gradient of the scores, in place; the second
+/// operand is the weights.
+struct SoftmaxBackward;
+
+impl InplaceOp2 for SoftmaxBackward {
+    fn name(&self) -> &'static str {
+        "softmax-backward"
     }
 
     fn cpu_fwd(
         &self,
-        q_storage: &CpuStorage,
-        q_layout: &Layout,
-        k_storage: &CpuStorage,
-        k_layout: &Layout,
-        v_storage: &CpuStorage,
-        v_layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let dims = Dims::of(q_layout.shape(), k_layout.shape())?;
-        let queries = dims.grouped_queries(&input_tensor(q_storage, q_layout, self.name())?)?;
-        let keys = input_tensor(k_storage, k_layout, self.name())?;
-        let values = input_tensor(v_storage, v_layout, self.name())?;
-
-        let mut weights = queries.matmul(&keys.t()?)?.flatten_all()?.to_vec1::<f32>()?;
-        elementwise::causal_softmax_rows(&mut weights, dims.tokens, dims.positions);
-        let weights = Tensor::from_vec(
-            weights,
-            (dims.batch, dims.kv_heads, dims.rows(), dims.positions),
-            &Device::Cpu,
-        )?;
-        let attended = weights
-            .matmul(&values)?
-            .reshape((dims.batch, dims.heads, dims.tokens, dims.head_dim))?
-            .transpose(1, 2)?
-            .reshape((dims.batch, dims.tokens, dims.heads * dims.head_dim))?;
-        *self.weights.lock().unwrap_or_else(PoisonError::into_inner) = Some(weights);
-        output_storage(&attended)
+        grad: &mut CpuStorage,
+        grad_layout: &Layout,
+        weights: &CpuStorage,
+        weights_layout: &Layout,
+    ) -> candle_core::Result<()> {
+        let positions = grad_layout.dims().last().copied().unwrap_or(0);
+        let probs = contiguous_f32(weights, weights_layout, self.name())?;
+        let grad = contiguous_f32_mut(grad, grad_layout, self.name())?;
+        elementwise::softmax_backward_rows(grad, probs, positions);
+        Ok(())
     }
+}
 
-    fn bwd(
-        &self,
-        queries: &Tensor,
-        keys: &Tensor,
-        values: &Tensor,
-        _attended: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let weights = self
-            .weights
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-            .ok_or_else(|| candle_core::Error::Msg("causal-attention: backward before forward".into()))?;
-        let dims = Dims::of(queries.shape(), keys.shape())?;
-        let (keys, values) = (keys.detach(), values.detach());
-        // The gradient of the attended values, in the weights' row layout.
-        let grad = grad
-            .reshape((dims.batch, dims.tokens, dims.heads, dims.head_dim))?
-            .transpose(1, 2)?
-            .contiguous()?
-            .reshape((dims.batch, dims.kv_heads, dims.rows(), dims.head_dim))?;
-
-        let mut score_grad = grad.matmul(&values.t()?)?.flatten_all()?.to_vec1::<f32>()?;
-        {
-            let (storage, layout) = weights.storage_and_layout();
-            let probs = f32_values(&storage, layout)?;
-            elementwise::softmax_backward_rows(&mut score_grad, probs, dims.positions);
-        }
-        let score_grad = Tensor::from_vec(score_grad, weights.shape(), &Device::Cpu)?;
-
-        let query_grad = (score_grad.matmul(&keys)? * dims.scale())?.reshape((
-            dims.batch,
-            dims.heads,
-            dims.tokens,
-            dims.head_dim,
-        ))?;
-        let key_grad = score_grad.t()?.matmul(&dims.grouped_queries(&queries.detach())?)?;
-        let value_grad = weights.t()?.matmul(&grad)?;
-        Ok((Some(query_grad), Some(key_grad), Some(value_grad)))
+/// The values of a contiguous f32 CPU storage, mutably borrowed (an in-place op's target).
+fn contiguous_f32_mut<'a>(
+    storage: &'a mut CpuStorage,
+    layout: &Layout,
+    what: &'static str,
+) -> candle_core::Result<&'a mut [f32]> {
+    let (start, end) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg(format!("{what} needs a contiguous tensor")))?;
+    match storage {
+        CpuStorage::F32(values) => Ok(&mut values[start..end]),
+        other => Err(candle_core::Error::UnexpectedDType {
+            msg: what,
+            expected: candle_core::DType::F32,
+            got: other.dtype(),
+        }),
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use candle_core::{D, Var};
+pub(crate) mod tests {
+    use candle_core::{D, Device, Var};
 
     use super::*;
 
     /// Composed from candle's differentiable ops: an explicit mask and the softmax by exp and sum.
-    fn reference(q: &Tensor, k: &Tensor, v: &Tensor, kv_heads: usize) -> candle_core::Result<Tensor> {
+    pub(crate) fn reference(
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        kv_heads: usize,
+    ) -> candle_core::Result<Tensor> {
         let (batch, heads, tokens, head_dim) = q.dims4()?;
         let positions = k.dim(2)?;
         let group = heads / kv_heads;
@@ -178,11 +209,11 @@ mod tests {
             group * tokens,
             positions,
         ))?;
-        weights.matmul(v)?.reshape((batch, heads, tokens, head_dim))?.transpose(1, 2)?.reshape((
-            batch,
-            tokens,
-            heads * head_dim,
-        ))
+        weights
+            .matmul(v)?
+            .reshape((batch, heads, tokens, head_dim))?
+            .transpose(1, 2)?
+            .reshape((batch * tokens, heads * head_dim))
     }
 
     #[test]
@@ -192,22 +223,24 @@ mod tests {
         let q = Var::randn(0f32, 1.0, (batch, heads, tokens, head_dim), &Device::Cpu)?;
         let k = Var::randn(0f32, 1.0, (batch, kv_heads, positions, head_dim), &Device::Cpu)?;
         let v = Var::randn(0f32, 1.0, (batch, kv_heads, positions, head_dim), &Device::Cpu)?;
-        let fused = q.as_tensor().apply_op3(k.as_tensor(), v.as_tensor(), CausalAttention::new())?;
+        let fused = attend(&q.as_tensor().detach(), &k.as_tensor().detach(), &v.as_tensor().detach())?;
         let composed = reference(q.as_tensor(), k.as_tensor(), v.as_tensor(), kv_heads)?;
-        let forward = (&fused - &composed)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        let forward = (&fused.output - &composed)?.abs()?.max_all()?.to_scalar::<f32>()?;
         assert!(forward < 1e-5, "forward differs by {forward}");
 
-        let upstream = Tensor::randn(0f32, 1.0, fused.shape(), &Device::Cpu)?;
-        let fused_grads = (fused * &upstream)?.sum_all()?.backward()?;
+        let upstream = Tensor::randn(0f32, 1.0, composed.shape(), &Device::Cpu)?;
+        let fused_grads = fused.backward(&upstream)?;
         let composed_grads = (composed * &upstream)?.sum_all()?.backward()?;
-        for (name, input) in [("queries", &q), ("keys", &k), ("values", &v)] {
-            let (Some(a), Some(b)) =
-                (fused_grads.get(input.as_tensor()), composed_grads.get(input.as_tensor()))
-            else {
-                panic!("no gradient reached the {name}");
+        for (name, input, fused) in [
+            ("queries", &q, &fused_grads.queries),
+            ("keys", &k, &fused_grads.keys),
+            ("values", &v, &fused_grads.values),
+        ] {
+            let Some(composed) = composed_grads.get(input.as_tensor()) else {
+                panic!("no gradient reached the composed {name}");
             };
-            let difference = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
-            let scale = b.abs()?.max_all()?.to_scalar::<f32>()?.max(1.0);
+            let difference = (fused - composed)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            let scale = composed.abs()?.max_all()?.to_scalar::<f32>()?.max(1.0);
             assert!(difference / scale < 1e-5, "{name}: gradients differ by {difference} (scale {scale})");
         }
         Ok(())

@@ -16,13 +16,13 @@ pub mod loader;
 pub mod model;
 mod q8;
 pub mod tokenizer;
+mod training_block;
 pub mod weights;
 
 pub use bandwidth::memory_read_bandwidth;
 pub use chat::{ChatTemplate, Message, Role};
 pub use config::{LlamaConfig, RopeStyle};
 pub use error::LlmError;
-pub use fused::token_nll;
 pub use gguf::{GgufSummary, LlmFileError};
 pub use kv_cache::KvCache;
 pub use loader::LoadedModel;

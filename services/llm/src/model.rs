@@ -5,8 +5,10 @@
 //! - it returns logits for every position, the last one, or none;
 //! - with `differentiable` it uses ops that record a backward pass to the activations only (candle's
 //!   fused softmax, RMS norm and rope kernels record none, so a gradient through them would silently
-//!   be None; our own ops in `fused` wrap those kernels with closed-form input gradients, and
-//!   `fused_attention` does the whole attention core); without it it uses the fused kernels directly.
+//!   be None): each decoder block is one op with closed-form gradients (`training_block`), the final
+//!   norm one of `fused`'s; without it it uses the fused kernels directly. A differentiable pass
+//!   appends its new keys and values to the cache as constants: gradients reach what the cache held
+//!   before the call (a trained prefix), not across calls.
 //!
 //! Grouped-query attention folds the query heads of a group into rows instead of copying keys/values
 //! per query head, so decode reads each cached key/value once.
@@ -15,10 +17,10 @@ use candle_core::{DType, Device, Tensor};
 
 use crate::{
     LlmError,
-    config::{LlamaConfig, RopeStyle},
-    fused::{self, GatedMlp},
-    fused_attention::CausalAttention,
+    config::LlamaConfig,
+    fused::{self, HeadNll},
     kv_cache::KvCache,
+    training_block::{BlockSetting, TrainingBlock},
     weights::{Block, Pass, Weights},
 };
 
@@ -157,11 +159,13 @@ impl Llama {
         }
     }
 
-    /// Logits for final hidden states (as [`LogitsAt::None`] returns them), `[..., hidden]` ->
-    /// `[..., vocab]`. Training asks only for the positions it scores: the LM head is the single
-    /// largest matrix of a small model.
-    pub fn logits(&self, hidden: &Tensor, differentiable: bool) -> Result<Tensor, LlmError> {
-        self.weights.lm_head.forward(hidden, if differentiable { Pass::Train } else { Pass::Prefill })
+    /// The negative log-likelihood of `targets` (one per row) after final hidden states `[rows,
+    /// hidden]` (rows of what [`LogitsAt::None`] returns), `[rows]`; differentiable in `hidden`.
+    /// Training asks only for the positions it scores: the LM head is the single largest matrix of a
+    /// small model, and the logits never enter the autograd graph.
+    pub fn token_nll(&self, hidden: &Tensor, targets: &[u32]) -> Result<Tensor, LlmError> {
+        let op = HeadNll::new(&self.weights.lm_head.weight, targets)?;
+        Ok(hidden.contiguous()?.apply_op1(op)?)
     }
 }
 
@@ -202,17 +206,15 @@ impl Step<'_> {
         }
     }
 
+    /// The rotary tables at this call's positions, `[tokens, head_dim / 2]` each.
+    fn rope_tables(&self) -> Result<(Tensor, Tensor), LlmError> {
+        let table = |t: &Tensor| t.narrow(0, self.start, self.tokens)?.contiguous();
+        Ok((table(&self.model.cos)?, table(&self.model.sin)?))
+    }
+
     fn rope(&self, x: &Tensor) -> Result<Tensor, LlmError> {
-        let cos = self.model.cos.narrow(0, self.start, self.tokens)?.contiguous()?;
-        let sin = self.model.sin.narrow(0, self.start, self.tokens)?.contiguous()?;
-        let x = x.contiguous()?;
-        let style = self.model.config.rope_style;
-        use candle_nn::rotary_emb::{rope, rope_i};
-        Ok(match (style, self.differentiable) {
-            (_, true) => x.apply_op1(fused::Rope { cos, sin, style })?,
-            (RopeStyle::Interleaved, false) => rope_i(&x, &cos, &sin)?,
-            (RopeStyle::Halves, false) => rope(&x, &cos, &sin)?,
-        })
+        let (cos, sin) = self.rope_tables()?;
+        Ok(fused::rotate(&x.contiguous()?, &cos, &sin, self.model.config.rope_style)?)
     }
 
     fn block(
@@ -222,18 +224,39 @@ impl Step<'_> {
         layer_cache: (&mut KvCache, usize),
         mask: Option<&Tensor>,
     ) -> Result<Tensor, LlmError> {
+        if self.differentiable {
+            return self.training_block(block, x, layer_cache);
+        }
         let attn = self.attention(block, &self.rms_norm(x, &block.attn_norm)?, layer_cache, mask)?;
         let x = (x + attn)?;
         let h = self.rms_norm(&x, &block.ffn_norm)?;
-        if self.differentiable {
-            let (batch, tokens, hidden) = h.dims3()?;
-            let mlp = GatedMlp::new(&block.gate.weight, &block.up.weight, &block.down.weight);
-            let out = h.reshape((batch * tokens, hidden))?.contiguous()?.apply_op1(mlp)?;
-            return Ok((x + out.reshape((batch, tokens, hidden))?)?);
-        }
         let pass = self.pass();
         let gated = (block.gate.forward(&h, pass)?.silu()? * block.up.forward(&h, pass)?)?;
         Ok((x + block.down.forward(&gated, pass)?)?)
+    }
+
+    /// The block as one differentiable op over `x` and the cached keys/values, if any; its new keys
+    /// and values go to the cache as constants.
+    fn training_block(
+        &self,
+        block: &Block,
+        x: &Tensor,
+        (cache, layer): (&mut KvCache, usize),
+    ) -> Result<Tensor, LlmError> {
+        let (cos, sin) = self.rope_tables()?;
+        let op = TrainingBlock::new(block, BlockSetting::new(&self.model.config, cos, sin));
+        let new_keys_values = op.new_keys_values();
+        let x = x.contiguous()?;
+        let out = match cache.layer(layer) {
+            Some((keys, values)) => x.apply_op3(&keys.contiguous()?, &values.contiguous()?, op)?,
+            None => x.apply_op1(op)?,
+        };
+        let (keys, values) =
+            new_keys_values.lock().unwrap_or_else(std::sync::PoisonError::into_inner).take().ok_or_else(
+                || candle_core::Error::Msg("the training block left no keys and values".into()),
+            )?;
+        cache.append(layer, keys, values)?;
+        Ok(out)
     }
 
     fn attention(
@@ -253,10 +276,6 @@ impl Step<'_> {
         let k = self.rope(&split(block.k.forward(x, pass)?, kv_heads)?)?;
         let v = split(block.v.forward(x, pass)?, kv_heads)?.contiguous()?;
         let (k, v) = cache.append(layer, k, v)?;
-        if self.differentiable {
-            let attended = q.apply_op3(&k.contiguous()?, &v.contiguous()?, CausalAttention::new())?;
-            return block.o.forward(&attended, pass);
-        }
         let total = k.dim(2)?;
 
         // Query heads of one group share a key/value head: [b, kv, group * tokens, d].

@@ -1,6 +1,6 @@
 //! The exponentials of a decode step (the attention softmax and SiLU: ~250k per token for
-//! SmolLM2-135M at ~800 positions) and the sums beside them; also the softmax rows of training's
-//! attention (millions per layer and step).
+//! SmolLM2-135M at ~800 positions) and the sums beside them; also the softmax rows and the gated
+//! activation of training's blocks, forward and backward (millions per layer and step).
 //!
 //! `f32::exp` is a libm call per value, which no loop around it can vectorise. [`exp`] is plain
 //! arithmetic the compiler turns into 8-wide AVX2 code inside the callers' AVX2 functions: a power of
@@ -54,7 +54,7 @@ pub(super) fn sum(values: &[f32]) -> f32 {
 /// not wait on each other; few enough that summing the lanes at the end stays cheap (a dot is only
 /// `head_dim` products, and there is one per position and query head).
 #[inline(always)]
-pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     const LANES: usize = 16;
     let mut sums = [0.0f32; LANES];
     let (a_chunks, b_chunks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
@@ -142,7 +142,129 @@ fn silu_mul_avx2(gate: &mut [f32], up: &[f32]) {
 #[inline(always)]
 fn silu_mul_portable(gate: &mut [f32], up: &[f32]) {
     for (g, u) in gate.iter_mut().zip(up) {
-        *g = *g / (1.0 + exp(-*g)) * u;
+        *g = silu_times(*g, *u);
+    }
+}
+
+#[inline(always)]
+fn silu_times(g: f32, u: f32) -> f32 {
+    g / (1.0 + exp(-g)) * u
+}
+
+/// `ln sum_j e^row[j]`, stably (shifted by the row's maximum).
+pub(crate) fn log_sum_exp(row: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if crate::q8::has_avx2_fma() {
+        // SAFETY: the CPU has the features the function is compiled for (checked just above).
+        return unsafe { log_sum_exp_avx2(row) };
+    }
+    log_sum_exp_portable(row)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn log_sum_exp_avx2(row: &[f32]) -> f32 {
+    log_sum_exp_portable(row)
+}
+
+#[inline(always)]
+fn log_sum_exp_portable(row: &[f32]) -> f32 {
+    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    const LANES: usize = 8;
+    let mut lanes = [0f32; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let tail: f32 = chunks.remainder().iter().map(|&v| exp(v - max)).sum();
+    for chunk in chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane += exp(v - max);
+        }
+    }
+    max + (lanes.iter().sum::<f32>() + tail).ln()
+}
+
+/// `out[j] = scale * e^(row[j] - log_sum_exp)`: a softmax row, scaled, from its log-sum-exp.
+pub(crate) fn scaled_softmax_into(out: &mut [f32], row: &[f32], log_sum_exp: f32, scale: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::q8::has_avx2_fma() {
+        // SAFETY: the CPU has the features the function is compiled for (checked just above).
+        return unsafe { scaled_softmax_into_avx2(out, row, log_sum_exp, scale) };
+    }
+    scaled_softmax_into_portable(out, row, log_sum_exp, scale)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn scaled_softmax_into_avx2(out: &mut [f32], row: &[f32], log_sum_exp: f32, scale: f32) {
+    scaled_softmax_into_portable(out, row, log_sum_exp, scale)
+}
+
+#[inline(always)]
+fn scaled_softmax_into_portable(out: &mut [f32], row: &[f32], log_sum_exp: f32, scale: f32) {
+    for (o, &v) in out.iter_mut().zip(row) {
+        *o = scale * exp(v - log_sum_exp);
+    }
+}
+
+/// `out[i] = silu(gate[i]) * up[i]`, keeping `gate` and `up` (training's backward reads them).
+pub(crate) fn silu_mul_into(out: &mut [f32], gate: &[f32], up: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::q8::has_avx2_fma() {
+        // SAFETY: the CPU has the features the function is compiled for (checked just above).
+        return unsafe { silu_mul_into_avx2(out, gate, up) };
+    }
+    silu_mul_into_portable(out, gate, up)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn silu_mul_into_avx2(out: &mut [f32], gate: &[f32], up: &[f32]) {
+    silu_mul_into_portable(out, gate, up)
+}
+
+#[inline(always)]
+fn silu_mul_into_portable(out: &mut [f32], gate: &[f32], up: &[f32]) {
+    for ((o, g), u) in out.iter_mut().zip(gate).zip(up) {
+        *o = silu_times(*g, *u);
+    }
+}
+
+/// The gated activation's backward: with `activation_grad` reaching `silu(g) * u`, writes
+/// `d/dg = a u silu'(g)` to `gate_grad` and `d/du = a silu(g)` to `up_grad`, where with
+/// `s = sigmoid(g)`: `silu(g) = g s` and `silu'(g) = s (1 + g (1 - s))`.
+pub(crate) fn silu_mul_backward(
+    activation_grad: &[f32],
+    (gate, up): (&[f32], &[f32]),
+    (gate_grad, up_grad): (&mut [f32], &mut [f32]),
+) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::q8::has_avx2_fma() {
+        // SAFETY: the CPU has the features the function is compiled for (checked just above).
+        return unsafe { silu_mul_backward_avx2(activation_grad, (gate, up), (gate_grad, up_grad)) };
+    }
+    silu_mul_backward_portable(activation_grad, (gate, up), (gate_grad, up_grad))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn silu_mul_backward_avx2(
+    activation_grad: &[f32],
+    inputs: (&[f32], &[f32]),
+    grads: (&mut [f32], &mut [f32]),
+) {
+    silu_mul_backward_portable(activation_grad, inputs, grads)
+}
+
+#[inline(always)]
+fn silu_mul_backward_portable(
+    activation_grad: &[f32],
+    (gate, up): (&[f32], &[f32]),
+    (gate_grad, up_grad): (&mut [f32], &mut [f32]),
+) {
+    let inputs = activation_grad.iter().zip(gate).zip(up);
+    for (((a, g), u), (dg, du)) in inputs.zip(gate_grad.iter_mut().zip(up_grad.iter_mut())) {
+        let s = 1.0 / (1.0 + exp(-g));
+        *dg = a * u * s * (1.0 + g * (1.0 - s));
+        *du = a * g * s;
     }
 }
 
@@ -197,6 +319,39 @@ mod tests {
         softmax_backward_rows(&mut grad, &probs, 3);
         for (got, want) in grad.iter().zip(want) {
             assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn silu_mul_backward_is_the_derivative_of_the_gated_activation() {
+        let gate = [-3.0f32, -0.5, 0.0, 0.7, 4.0];
+        let up = [2.0f32, 1.0, 5.0, -1.0, 0.5];
+        let activation_grad = [1.0f32, -2.0, 0.5, 3.0, 0.25];
+        let (mut gate_grad, mut up_grad) = ([0f32; 5], [0f32; 5]);
+        silu_mul_backward(&activation_grad, (&gate, &up), (&mut gate_grad, &mut up_grad));
+        let silu = |g: f64| g / (1.0 + (-g).exp());
+        let step = 1e-4;
+        for i in 0..gate.len() {
+            let (g, u, a) = (f64::from(gate[i]), f64::from(up[i]), f64::from(activation_grad[i]));
+            // Central differences of a * silu(g) * u in g and in u.
+            let want_gate = a * u * (silu(g + step) - silu(g - step)) / (2.0 * step);
+            let want_up = a * silu(g);
+            assert!(
+                (f64::from(gate_grad[i]) - want_gate).abs() < 1e-4,
+                "d/dgate[{i}]: {} vs {want_gate}",
+                gate_grad[i]
+            );
+            assert!(
+                (f64::from(up_grad[i]) - want_up).abs() < 1e-5,
+                "d/dup[{i}]: {} vs {want_up}",
+                up_grad[i]
+            );
+        }
+        let mut out = [0f32; 5];
+        silu_mul_into(&mut out, &gate, &up);
+        for i in 0..gate.len() {
+            let want = silu(f64::from(gate[i])) * f64::from(up[i]);
+            assert!((f64::from(out[i]) - want).abs() < 1e-5, "silu_mul_into[{i}]: {} vs {want}", out[i]);
         }
     }
 
