@@ -3,8 +3,9 @@
 //! candle's `matmul` backward always computes the gradient of *both* operands. For a frozen weight
 //! that gradient is thrown away, yet it costs as much as the forward product itself — and for the
 //! tied LM head it is a `[vocab, hidden]` tensor per step. Prompt tuning only needs gradients with
-//! respect to the activations (they flow on to the prefix and soft prompt), so training multiplies
-//! through this op instead.
+//! respect to the activations (they flow on to the prefix and soft prompt). Training's own passes
+//! multiply inside larger ops (`training_block`, `fused::HeadNll`); this op serves the projections
+//! a differentiable forward still makes one by one (the LM head with [`crate::LogitsAt::All`]).
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 

@@ -1,15 +1,15 @@
 //! Training ops with hand-written backward passes, and the helpers training's custom ops share.
 //! Composed from candle's elementwise ops, an RMS norm or a log-softmax records every intermediate
 //! tensor for the backward pass and differentiates each one separately; on two cores that made a
-//! training token cost ~4x an inference token. Each op here runs candle's fused forward kernel and
-//! computes its input gradient in closed form from the input (or the output), storing nothing else.
-//! None of them computes a gradient for the frozen tensors they hold (norm weights). A whole decoder
-//! block is one op of its own (`training_block`).
+//! training token cost ~4x an inference token. The ops here compute their input gradients in closed
+//! form: the final RMS norm from its input alone, the LM head's token NLL from the logits it keeps.
+//! None of them computes a gradient for the frozen tensors they hold (norm weights, the LM head). A
+//! whole decoder block is one op of its own (`training_block`).
 
 use std::sync::{Mutex, PoisonError};
 
 use candle_core::{
-    CpuStorage, CustomOp1, D, DType, Device, Layout, Shape, Storage, Tensor, backend::BackendStorage,
+    CpuStorage, CustomOp1, DType, Device, Layout, Shape, Storage, Tensor, backend::BackendStorage,
     utils::barrier_pool,
 };
 
@@ -32,6 +32,23 @@ pub(crate) fn contiguous_f32<'a>(
     }
 }
 
+/// The values of a contiguous f32 CPU storage, mutably borrowed (an in-place op's target).
+pub(crate) fn contiguous_f32_mut<'a>(
+    storage: &'a mut CpuStorage,
+    layout: &Layout,
+    what: &'static str,
+) -> candle_core::Result<&'a mut [f32]> {
+    let (start, end) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg(format!("{what} needs a contiguous tensor")))?;
+    match storage {
+        CpuStorage::F32(values) => Ok(&mut values[start..end]),
+        other => {
+            Err(candle_core::Error::UnexpectedDType { msg: what, expected: DType::F32, got: other.dtype() })
+        }
+    }
+}
+
 /// The op's input as a constant tensor (nothing inside an op's forward is tracked; the op is).
 pub(crate) fn input_tensor(
     storage: &CpuStorage,
@@ -46,10 +63,19 @@ pub(crate) fn output_storage(tensor: &Tensor) -> candle_core::Result<(CpuStorage
     Ok((CpuStorage::F32(tensor.flatten_all()?.to_vec1::<f32>()?), shape))
 }
 
-/// `y = x / rms(x) * weight` over the last dimension.
+/// `y = x / rms(x) * weight` over the last dimension (the final norm; a block's norms are inside
+/// [`crate::training_block`]'s op).
 pub(crate) struct RmsNorm {
     pub weight: Tensor,
     pub eps: f64,
+}
+
+impl RmsNorm {
+    /// `x` as rows `[rows, hidden]`.
+    fn rows(x: &Tensor) -> candle_core::Result<Tensor> {
+        let hidden = x.dims().last().copied().unwrap_or(0);
+        x.reshape((x.elem_count() / hidden.max(1), hidden))
+    }
 }
 
 impl CustomOp1 for RmsNorm {
@@ -59,17 +85,77 @@ impl CustomOp1 for RmsNorm {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = input_tensor(storage, layout, self.name())?;
-        output_storage(&candle_nn::ops::rms_norm(&x, &self.weight, self.eps as f32)?)
+        let (normed, _) = rms_norm(&Self::rows(&x)?, &self.weight, self.eps)?;
+        output_storage(&normed.reshape(x.shape())?)
     }
 
     fn bwd(&self, x: &Tensor, _y: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        // r = (mean(x^2) + eps)^-1/2;  dx = r (g w) - x r^3 mean((g w) x)
-        let x = x.detach();
-        let gw = grad.broadcast_mul(&self.weight)?;
-        let r = (x.sqr()?.mean_keepdim(D::Minus1)? + self.eps)?.sqrt()?.recip()?;
-        let projection = (&gw * &x)?.mean_keepdim(D::Minus1)?.broadcast_mul(&r.powf(3.0)?)?;
-        Ok(Some((gw.broadcast_mul(&r)? - x.broadcast_mul(&projection)?)?))
+        let rows = Self::rows(x)?;
+        let (_, inv_rms) = rms_norm(&rows, &self.weight, self.eps)?;
+        let grad = rms_norm_backward(&rows, &inv_rms, &self.weight, &Self::rows(grad)?, None)?;
+        Ok(Some(grad.reshape(x.shape())?))
     }
+}
+
+/// RMS norm of the rows of `x` `[rows, hidden]` (contiguous): `x r weight` with `r = 1 / rms(x)`;
+/// also returns each row's `r`.
+pub(crate) fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> candle_core::Result<(Tensor, Vec<f32>)> {
+    let (rows, hidden) = x.dims2()?;
+    let weight = weight.to_vec1::<f32>()?;
+    let (x_storage, x_layout) = x.storage_and_layout();
+    let x = f32_values(&x_storage, x_layout)?;
+    let inv_rms: Vec<f32> = x
+        .chunks_exact(hidden)
+        .map(|row| (f64::from(elementwise::dot(row, row)) / hidden as f64 + eps).sqrt().recip() as f32)
+        .collect();
+    let normed = rows_in_parallel((rows, hidden), |first, chunk| {
+        for (i, out) in chunk.chunks_exact_mut(hidden).enumerate() {
+            let (row, r) = (&x[(first + i) * hidden..][..hidden], inv_rms[first + i]);
+            for ((o, v), w) in out.iter_mut().zip(row).zip(&weight) {
+                *o = v * r * w;
+            }
+        }
+    })?;
+    Ok((normed, inv_rms))
+}
+
+/// The gradient of [`rms_norm`]'s input, given its output's gradient, plus `residual_grad` (the
+/// gradient a residual connection passes around the norm) when there is one: with `g = grad *
+/// weight`, `dx = r g - x r^3 mean(g x)` per row.
+pub(crate) fn rms_norm_backward(
+    x: &Tensor,
+    inv_rms: &[f32],
+    weight: &Tensor,
+    grad: &Tensor,
+    residual_grad: Option<&Tensor>,
+) -> candle_core::Result<Tensor> {
+    let (rows, hidden) = x.dims2()?;
+    let weight = weight.to_vec1::<f32>()?;
+    let grad = grad.contiguous()?;
+    let residual_grad = match residual_grad {
+        Some(residual) => residual.contiguous()?,
+        None => Tensor::zeros((rows, hidden), DType::F32, &Device::Cpu)?,
+    };
+    let (x_storage, x_layout) = x.storage_and_layout();
+    let (grad_storage, grad_layout) = grad.storage_and_layout();
+    let (residual_storage, residual_layout) = residual_grad.storage_and_layout();
+    let (x, grad, residual) = (
+        f32_values(&x_storage, x_layout)?,
+        f32_values(&grad_storage, grad_layout)?,
+        f32_values(&residual_storage, residual_layout)?,
+    );
+    rows_in_parallel((rows, hidden), |first, chunk| {
+        let mut weighted = vec![0f32; hidden];
+        for (i, out) in chunk.chunks_exact_mut(hidden).enumerate() {
+            let row = (first + i) * hidden..(first + i + 1) * hidden;
+            let (x, r) = (&x[row.clone()], inv_rms[first + i]);
+            weighted.iter_mut().zip(&grad[row.clone()]).zip(&weight).for_each(|((g, d), w)| *g = d * w);
+            let projection = elementwise::dot(&weighted, x) / hidden as f32 * r * r * r;
+            for (((o, g), v), residual) in out.iter_mut().zip(&weighted).zip(x).zip(&residual[row]) {
+                *o = residual + r * g - v * projection;
+            }
+        }
+    })
 }
 
 /// Rotary position embedding of `x` `[batch, heads, tokens, head_dim]` (contiguous) with the tables
@@ -89,13 +175,14 @@ pub(crate) fn rotate(
 /// The values of a contiguous f32 CPU tensor's storage, borrowed rather than copied.
 pub(crate) fn f32_values<'a>(storage: &'a Storage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
     match storage {
-        Storage::Cpu(cpu) => contiguous_f32(cpu, layout, "a training op's backward"),
+        Storage::Cpu(cpu) => contiguous_f32(cpu, layout, "a training op"),
         _ => Err(candle_core::Error::Msg("training ops run on the CPU".into())),
     }
 }
 
 /// Rows `[rows, width]` of a new tensor, computed in chunks of whole rows on candle's thread pool:
-/// `fill(first_row, chunk)` writes rows `first_row..` into `chunk`.
+/// `fill(first_row, chunk)` writes rows `first_row..` into `chunk`. `fill` must not use the pool
+/// itself (no candle tensor op, no nested call): the pool is not reentrant and would deadlock.
 pub(crate) fn rows_in_parallel(
     (rows, width): (usize, usize),
     fill: impl Fn(usize, &mut [f32]) + Sync,
@@ -177,12 +264,10 @@ impl CustomOp1 for HeadNll {
     }
 
     fn bwd(&self, _hidden: &Tensor, _nll: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let (logits, log_sum_exp) = self
-            .saved
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-            .ok_or_else(|| candle_core::Error::Msg("head-nll: backward before forward".into()))?;
+        let (logits, log_sum_exp) =
+            self.saved.lock().unwrap_or_else(PoisonError::into_inner).take().ok_or_else(|| {
+                candle_core::Error::Msg("head-nll: backward ran twice, or before forward".into())
+            })?;
         let (rows, vocab) = logits.dims2()?;
         let grad = grad.to_vec1::<f32>()?;
         let (logits_storage, logits_layout) = logits.storage_and_layout();
@@ -206,7 +291,7 @@ impl CustomOp1 for HeadNll {
 
 #[cfg(test)]
 mod tests {
-    use candle_core::{Device, Tensor, Var};
+    use candle_core::{D, Device, Tensor, Var};
 
     use super::*;
 

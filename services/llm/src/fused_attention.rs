@@ -7,14 +7,15 @@
 //! activations of a layer at training's sequence lengths. Here the products stay candle's (threaded
 //! gemm) and the softmax and its backward run in place on the product's output, once each.
 
-use candle_core::{CpuStorage, InplaceOp1, InplaceOp2, Layout, Shape, Tensor, backend::BackendStorage};
+use candle_core::{CpuStorage, InplaceOp1, InplaceOp2, Layout, Shape, Tensor};
 
-use crate::{decode::elementwise, fused::contiguous_f32};
+use crate::{
+    decode::elementwise,
+    fused::{contiguous_f32, contiguous_f32_mut},
+};
 
-/// One call's forward results, kept for its backward.
+/// What one call's backward reads.
 pub(crate) struct Attention {
-    /// `[batch * tokens, heads * head_dim]`, ready for the output projection.
-    pub output: Tensor,
     /// The queries with a group's heads folded into rows, scaled: `[batch, kv_heads, rows, head_dim]`.
     queries: Tensor,
     keys: Tensor,
@@ -82,8 +83,13 @@ impl Dims {
 /// Causal grouped-query attention of queries `[batch, heads, tokens, head_dim]` (rotated) over keys
 /// and values `[batch, kv_heads, positions, head_dim]` (rotated keys): the cached positions (prefix)
 /// followed by the `tokens` new ones. The query heads of a group share a key/value head and are
-/// folded into rows, as in serving. All three must be contiguous.
-pub(crate) fn attend(queries: &Tensor, keys: &Tensor, values: &Tensor) -> candle_core::Result<Attention> {
+/// folded into rows, as in serving. All three must be contiguous. Returns the attended values
+/// `[batch * tokens, heads * head_dim]`, ready for the output projection, and what the backward reads.
+pub(crate) fn attend(
+    queries: &Tensor,
+    keys: &Tensor,
+    values: &Tensor,
+) -> candle_core::Result<(Tensor, Attention)> {
     let dims = Dims::of(queries.shape(), keys.shape())?;
     let queries = (dims.grouped(queries)? * dims.scale())?;
     let weights = queries.matmul(&keys.t()?)?;
@@ -92,12 +98,12 @@ pub(crate) fn attend(queries: &Tensor, keys: &Tensor, values: &Tensor) -> candle
         .ungrouped(&weights.matmul(values)?)?
         .transpose(1, 2)?
         .reshape((dims.batch * dims.tokens, dims.heads * dims.head_dim))?;
-    Ok(Attention { output, queries, keys: keys.clone(), values: values.clone(), weights, dims })
+    Ok((output, Attention { queries, keys: keys.clone(), values: values.clone(), weights, dims }))
 }
 
 impl Attention {
-    /// The gradients of the queries, keys and values, given the output's (`[batch * tokens, heads *
-    /// head_dim]`, as [`attend`] returns it).
+    /// The gradients of the queries, keys and values, given the attended values' (`[batch * tokens,
+    /// heads * head_dim]`, as [`attend`] returns them).
     pub(crate) fn backward(&self, output_grad: &Tensor) -> candle_core::Result<AttentionGrads> {
         let dims = self.dims;
         // The output's gradient in the weights' row layout.
@@ -160,25 +166,6 @@ impl InplaceOp2 for SoftmaxBackward {
     }
 }
 
-/// The values of a contiguous f32 CPU storage, mutably borrowed (an in-place op's target).
-fn contiguous_f32_mut<'a>(
-    storage: &'a mut CpuStorage,
-    layout: &Layout,
-    what: &'static str,
-) -> candle_core::Result<&'a mut [f32]> {
-    let (start, end) = layout
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg(format!("{what} needs a contiguous tensor")))?;
-    match storage {
-        CpuStorage::F32(values) => Ok(&mut values[start..end]),
-        other => Err(candle_core::Error::UnexpectedDType {
-            msg: what,
-            expected: candle_core::DType::F32,
-            got: other.dtype(),
-        }),
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use candle_core::{D, Device, Var};
@@ -223,9 +210,10 @@ pub(crate) mod tests {
         let q = Var::randn(0f32, 1.0, (batch, heads, tokens, head_dim), &Device::Cpu)?;
         let k = Var::randn(0f32, 1.0, (batch, kv_heads, positions, head_dim), &Device::Cpu)?;
         let v = Var::randn(0f32, 1.0, (batch, kv_heads, positions, head_dim), &Device::Cpu)?;
-        let fused = attend(&q.as_tensor().detach(), &k.as_tensor().detach(), &v.as_tensor().detach())?;
+        let (output, fused) =
+            attend(&q.as_tensor().detach(), &k.as_tensor().detach(), &v.as_tensor().detach())?;
         let composed = reference(q.as_tensor(), k.as_tensor(), v.as_tensor(), kv_heads)?;
-        let forward = (&fused.output - &composed)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        let forward = (&output - &composed)?.abs()?.max_all()?.to_scalar::<f32>()?;
         assert!(forward < 1e-5, "forward differs by {forward}");
 
         let upstream = Tensor::randn(0f32, 1.0, composed.shape(), &Device::Cpu)?;

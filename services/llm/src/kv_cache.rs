@@ -1,7 +1,8 @@
 //! The keys and values a forward pass continues from. Two ways to append, one per use:
 //! - training (and the per-bundle head cache) grows each layer by concatenation: every step makes new
-//!   tensors, so the autograd graph back to a trained prefix stays intact and a shared head is never
-//!   written to;
+//!   tensors, so a trained prefix stays a variable the forward pass reads (its gradient flows back
+//!   from the attention) and a shared head is never written to. What a differentiable forward
+//!   appends is constant: gradients do not cross from one forward call into the next;
 //! - serving writes in place into buffers with room reserved up front ([`KvCache::in_place_copy`]): a
 //!   decode step copies only its own position, where concatenation copies the whole cache every
 //!   token (tens of MB at a few hundred positions, as much memory traffic as a third of the weights).

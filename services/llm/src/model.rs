@@ -47,7 +47,9 @@ pub enum LogitsAt {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ForwardOptions {
     pub logits: LogitsAt,
-    /// Use only ops that record a backward pass.
+    /// Use only ops that record a backward pass (to the activations and to what the cache held
+    /// before the call, such as a trained prefix). The keys and values the call appends to the
+    /// cache are constants: a gradient does not cross into a later call.
     pub differentiable: bool,
 }
 
@@ -117,6 +119,13 @@ impl Llama {
         options: ForwardOptions,
     ) -> Result<Tensor, LlmError> {
         let (_, tokens, _) = embeds.dims3()?;
+        if tokens == 0 {
+            return Err(LlmError::Shape {
+                what: "input embeddings' tokens".into(),
+                expected: vec![1],
+                actual: vec![0],
+            });
+        }
         let start = cache.len();
         if start + tokens > self.config.max_position {
             return Err(LlmError::ContextOverflow {
@@ -185,7 +194,7 @@ impl Step<'_> {
 
     /// `[tokens, start + tokens]`: 0 where a query may attend, -inf after its own position. Cached
     /// positions (prefix, earlier tokens) are visible to all. None for a single token.
-    /// Training's attention op masks by position itself: None there too.
+    /// Training's block op masks by position itself: None there too.
     fn causal_mask(&self) -> Result<Option<Tensor>, LlmError> {
         if self.tokens == 1 || self.differentiable {
             return Ok(None);

@@ -18,7 +18,9 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Tensor};
 use crate::{
     config::{LlamaConfig, RopeStyle},
     decode::elementwise,
-    fused::{f32_values, input_tensor, output_storage, rotate, rows_in_parallel},
+    fused::{
+        f32_values, input_tensor, output_storage, rms_norm, rms_norm_backward, rotate, rows_in_parallel,
+    },
     fused_attention::{self, Attention},
     weights::{Block, Linear},
 };
@@ -111,8 +113,8 @@ impl TrainingBlock {
             }
             None => (new_keys.clone(), new_values.clone()),
         };
-        let attention = fused_attention::attend(&queries, &keys, &values)?;
-        let mid = (&x + project(&attention.output, &self.block.o)?)?;
+        let (attended, attention) = fused_attention::attend(&queries, &keys, &values)?;
+        let mid = (&x + project(&attended, &self.block.o)?)?;
 
         let (normed, ffn_inv_rms) = rms_norm(&mid, &self.block.ffn_norm, setting.eps)?;
         let gate = project(&normed, &self.block.gate)?;
@@ -128,12 +130,10 @@ impl TrainingBlock {
 
     /// The gradients of the input and, when there were any, of the cached keys and values.
     fn backward(&self, x: &Tensor, grad: &Tensor) -> candle_core::Result<(Tensor, Option<(Tensor, Tensor)>)> {
-        let Saved { attn_inv_rms, attention, mid, ffn_inv_rms, gate, up } = self
-            .saved
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-            .ok_or_else(|| candle_core::Error::Msg("training block: backward before forward".into()))?;
+        let Saved { attn_inv_rms, attention, mid, ffn_inv_rms, gate, up } =
+            self.saved.lock().unwrap_or_else(PoisonError::into_inner).take().ok_or_else(|| {
+                candle_core::Error::Msg("training block: backward ran twice, or before forward".into())
+            })?;
         let setting = &self.setting;
         let (batch, tokens, hidden) = x.dims3()?;
         let rows = batch * tokens;
@@ -145,7 +145,8 @@ impl TrainingBlock {
         drop((activation_grad, gate, up));
         let normed_grad =
             (gate_grad.matmul(&self.block.gate.weight)? + up_grad.matmul(&self.block.up.weight)?)?;
-        let mid_grad = rms_norm_backward(&mid, &ffn_inv_rms, &self.block.ffn_norm, &normed_grad, &grad)?;
+        let mid_grad =
+            rms_norm_backward(&mid, &ffn_inv_rms, &self.block.ffn_norm, &normed_grad, Some(&grad))?;
 
         // Attention, then its norm.
         let grads = attention.backward(&mid_grad.matmul(&self.block.o.weight)?)?;
@@ -162,7 +163,8 @@ impl TrainingBlock {
             + key_grad.matmul(&self.block.k.weight)?
             + value_grad.matmul(&self.block.v.weight)?)?;
         let x = x.reshape((rows, hidden))?;
-        let x_grad = rms_norm_backward(&x, &attn_inv_rms, &self.block.attn_norm, &normed_grad, &mid_grad)?;
+        let x_grad =
+            rms_norm_backward(&x, &attn_inv_rms, &self.block.attn_norm, &normed_grad, Some(&mid_grad))?;
 
         let cached_grads = if cached > 0 {
             Some((grads.keys.narrow(2, 0, cached)?, grads.values.narrow(2, 0, cached)?))
@@ -244,62 +246,6 @@ fn project(x: &Tensor, linear: &Linear) -> candle_core::Result<Tensor> {
     }
 }
 
-/// RMS norm of the rows of `x` `[rows, hidden]` (contiguous): `x r weight` with `r = 1 / rms(x)`;
-/// also returns each row's `r`.
-fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> candle_core::Result<(Tensor, Vec<f32>)> {
-    let (rows, hidden) = x.dims2()?;
-    let weight = weight.to_vec1::<f32>()?;
-    let (x_storage, x_layout) = x.storage_and_layout();
-    let x = f32_values(&x_storage, x_layout)?;
-    let inv_rms: Vec<f32> = x
-        .chunks_exact(hidden)
-        .map(|row| (f64::from(elementwise::dot(row, row)) / hidden as f64 + eps).sqrt().recip() as f32)
-        .collect();
-    let normed = rows_in_parallel((rows, hidden), |first, chunk| {
-        for (i, out) in chunk.chunks_exact_mut(hidden).enumerate() {
-            let (row, r) = (&x[(first + i) * hidden..][..hidden], inv_rms[first + i]);
-            for ((o, v), w) in out.iter_mut().zip(row).zip(&weight) {
-                *o = v * r * w;
-            }
-        }
-    })?;
-    Ok((normed, inv_rms))
-}
-
-/// `residual_grad` plus the gradient of [`rms_norm`]'s input, given its output's gradient: with
-/// `g = grad * weight`, `dx = r g - x r^3 mean(g x)` per row.
-fn rms_norm_backward(
-    x: &Tensor,
-    inv_rms: &[f32],
-    weight: &Tensor,
-    grad: &Tensor,
-    residual_grad: &Tensor,
-) -> candle_core::Result<Tensor> {
-    let (rows, hidden) = x.dims2()?;
-    let weight = weight.to_vec1::<f32>()?;
-    let (grad, residual_grad) = (grad.contiguous()?, residual_grad.contiguous()?);
-    let (x_storage, x_layout) = x.storage_and_layout();
-    let (grad_storage, grad_layout) = grad.storage_and_layout();
-    let (residual_storage, residual_layout) = residual_grad.storage_and_layout();
-    let (x, grad, residual) = (
-        f32_values(&x_storage, x_layout)?,
-        f32_values(&grad_storage, grad_layout)?,
-        f32_values(&residual_storage, residual_layout)?,
-    );
-    rows_in_parallel((rows, hidden), |first, chunk| {
-        let mut weighted = vec![0f32; hidden];
-        for (i, out) in chunk.chunks_exact_mut(hidden).enumerate() {
-            let row = (first + i) * hidden..(first + i + 1) * hidden;
-            let (x, r) = (&x[row.clone()], inv_rms[first + i]);
-            weighted.iter_mut().zip(&grad[row.clone()]).zip(&weight).for_each(|((g, d), w)| *g = d * w);
-            let projection = elementwise::dot(&weighted, x) / hidden as f32 * r * r * r;
-            for (((o, g), v), residual) in out.iter_mut().zip(&weighted).zip(x).zip(&residual[row]) {
-                *o = residual + r * g - v * projection;
-            }
-        }
-    })
-}
-
 /// `silu(gate) * up`, elementwise, `[rows, intermediate]`.
 fn silu_mul(gate: &Tensor, up: &Tensor) -> candle_core::Result<Tensor> {
     let (rows, width) = gate.dims2()?;
@@ -357,9 +303,14 @@ mod tests {
     }
 
     /// The block composed of candle's differentiable ops: the norm as a division by the root mean
-    /// square, the slow rotary embedding, the attention with an explicit mask, SiLU as an op.
-    fn reference(x: &Tensor, cached: (&Tensor, &Tensor), block: &Block, setting: &BlockSetting) -> Tensor {
-        let (batch, tokens, hidden) = x.dims3().unwrap();
+    /// square, the slow rotary embeddings, the attention with an explicit mask, SiLU as an op.
+    fn reference(
+        x: &Tensor,
+        cached: Option<(&Tensor, &Tensor)>,
+        block: &Block,
+        setting: &BlockSetting,
+    ) -> candle_core::Result<Tensor> {
+        let (batch, tokens, _) = x.dims3()?;
         let norm = |x: &Tensor, weight: &Tensor| {
             let rms = (x.sqr()?.mean_keepdim(D::Minus1)? + setting.eps)?.sqrt()?;
             x.broadcast_div(&rms)?.broadcast_mul(weight)
@@ -374,30 +325,30 @@ mod tests {
         let heads = |t: Tensor, n: usize| {
             t.reshape((batch, tokens, n, setting.head_dim))?.transpose(1, 2)?.contiguous()
         };
-        let rope = |t: Tensor| candle_nn::rotary_emb::rope_slow(&t, &setting.cos, &setting.sin);
-        let run = || -> candle_core::Result<Tensor> {
-            let normed = norm(x, &block.attn_norm)?;
-            let queries = rope(heads(project(&normed, &block.q)?, setting.heads)?)?;
-            let keys = rope(heads(project(&normed, &block.k)?, setting.kv_heads)?)?;
-            let values = heads(project(&normed, &block.v)?, setting.kv_heads)?;
-            let keys = Tensor::cat(&[cached.0, &keys], 2)?;
-            let values = Tensor::cat(&[cached.1, &values], 2)?;
-            let attended = fused_attention::tests::reference(&queries, &keys, &values, setting.kv_heads)?;
-            let mid = (x + project(&attended.reshape((batch, tokens, ()))?, &block.o)?)?;
-            let normed = norm(&mid, &block.ffn_norm)?;
-            let activation = (project(&normed, &block.gate)?.silu()? * project(&normed, &block.up)?)?;
-            mid + project(&activation, &block.down)?
+        let rope = |t: Tensor| match setting.style {
+            RopeStyle::Halves => candle_nn::rotary_emb::rope_slow(&t, &setting.cos, &setting.sin),
+            RopeStyle::Interleaved => candle_nn::rotary_emb::rope_i_slow(&t, &setting.cos, &setting.sin),
         };
-        let out = run().unwrap();
-        assert_eq!(out.dims(), &[batch, tokens, hidden]);
-        out
+        let normed = norm(x, &block.attn_norm)?;
+        let queries = rope(heads(project(&normed, &block.q)?, setting.heads)?)?;
+        let mut keys = rope(heads(project(&normed, &block.k)?, setting.kv_heads)?)?;
+        let mut values = heads(project(&normed, &block.v)?, setting.kv_heads)?;
+        if let Some((cached_keys, cached_values)) = cached {
+            keys = Tensor::cat(&[cached_keys, &keys], 2)?;
+            values = Tensor::cat(&[cached_values, &values], 2)?;
+        }
+        let attended = fused_attention::tests::reference(&queries, &keys, &values, setting.kv_heads)?;
+        let mid = (x + project(&attended.reshape((batch, tokens, ()))?, &block.o)?)?;
+        let normed = norm(&mid, &block.ffn_norm)?;
+        let activation = (project(&normed, &block.gate)?.silu()? * project(&normed, &block.up)?)?;
+        mid + project(&activation, &block.down)?
     }
 
-    #[test]
-    fn the_block_and_its_gradients_match_the_composed_block() -> candle_core::Result<()> {
-        // 2 sequences of 3 new tokens after 2 cached positions; 4 query heads share 2 key/value heads.
-        let (batch, tokens, cached, hidden, heads, kv_heads, head_dim, intermediate) =
-            (2, 3, 2, 16, 4, 2, 4, 24);
+    /// The op against [`reference`], in value and in the gradients of the hidden states and of the
+    /// cached keys/values when there are any (`cached` positions).
+    fn check_block(style: RopeStyle, cached: usize) -> candle_core::Result<()> {
+        // 2 sequences of 3 new tokens; 4 query heads share 2 key/value heads.
+        let (batch, tokens, hidden, heads, kv_heads, head_dim, intermediate) = (2, 3, 16, 4, 2, 4, 24);
         let block = Block {
             attn_norm: (random(&[hidden], 0.1) + 1.0)?,
             q: linear(heads * head_dim, hidden, true),
@@ -410,25 +361,25 @@ mod tests {
             down: linear(hidden, intermediate, false),
         };
         let angles = random(&[tokens, head_dim / 2], 1.0);
-        let setting = BlockSetting {
-            heads,
-            kv_heads,
-            head_dim,
-            eps: 1e-5,
-            style: RopeStyle::Halves,
-            cos: angles.cos()?,
-            sin: angles.sin()?,
-        };
+        let (cos, sin) = (angles.cos()?, angles.sin()?);
+        let setting = BlockSetting { heads, kv_heads, head_dim, eps: 1e-5, style, cos, sin };
         let x = Var::from_tensor(&random(&[batch, tokens, hidden], 1.0))?;
         let keys = Var::from_tensor(&random(&[batch, kv_heads, cached, head_dim], 1.0))?;
         let values = Var::from_tensor(&random(&[batch, kv_heads, cached, head_dim], 1.0))?;
 
         let op = TrainingBlock::new(&block, setting.clone());
         let new_keys_values = op.new_keys_values();
-        let fused = x.as_tensor().apply_op3(keys.as_tensor(), values.as_tensor(), op)?;
-        let composed = reference(x.as_tensor(), (keys.as_tensor(), values.as_tensor()), &block, &setting);
+        let (fused, composed) = if cached > 0 {
+            let cached = (keys.as_tensor(), values.as_tensor());
+            (
+                x.as_tensor().apply_op3(cached.0, cached.1, op)?,
+                reference(x.as_tensor(), Some(cached), &block, &setting)?,
+            )
+        } else {
+            (x.as_tensor().apply_op1(op)?, reference(x.as_tensor(), None, &block, &setting)?)
+        };
         let forward = (&fused - &composed)?.abs()?.max_all()?.to_scalar::<f32>()?;
-        assert!(forward < 1e-4, "outputs differ by {forward}");
+        assert!(forward < 1e-4, "{style:?}, {cached} cached: outputs differ by {forward}");
         let new_keys_values = new_keys_values.lock().unwrap_or_else(PoisonError::into_inner).take();
         let Some((new_keys, _)) = new_keys_values else { panic!("the op left no keys and values") };
         assert_eq!(new_keys.dims(), &[batch, kv_heads, tokens, head_dim]);
@@ -436,18 +387,36 @@ mod tests {
         let upstream = random(&[batch, tokens, hidden], 1.0);
         let fused_grads = (fused * &upstream)?.sum_all()?.backward()?;
         let composed_grads = (composed * &upstream)?.sum_all()?.backward()?;
-        for (name, input) in [("hidden states", &x), ("cached keys", &keys), ("cached values", &values)] {
+        let mut inputs = vec![("hidden states", &x)];
+        if cached > 0 {
+            inputs.extend([("cached keys", &keys), ("cached values", &values)]);
+        }
+        for (name, input) in inputs {
             let (Some(a), Some(b)) =
                 (fused_grads.get(input.as_tensor()), composed_grads.get(input.as_tensor()))
             else {
-                panic!("no gradient reached the {name}");
+                panic!("{style:?}, {cached} cached: no gradient reached the {name}");
             };
             let difference = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
             let scale = b.abs()?.max_all()?.to_scalar::<f32>()?.max(1.0);
-            assert!(difference / scale < 1e-4, "{name}: gradients differ by {difference} (scale {scale})");
+            assert!(
+                difference / scale < 1e-4,
+                "{style:?}, {cached} cached, {name}: gradients differ by {difference} (scale {scale})"
+            );
         }
         for weight in [&block.q.weight, &block.gate.weight, &block.attn_norm] {
             assert!(fused_grads.get(weight).is_none(), "a frozen weight got a gradient");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn the_block_and_its_gradients_match_the_composed_block_in_both_rope_styles_with_and_without_a_cache()
+    -> candle_core::Result<()> {
+        for style in [RopeStyle::Halves, RopeStyle::Interleaved] {
+            for cached in [0, 2] {
+                check_block(style, cached)?;
+            }
         }
         Ok(())
     }
