@@ -226,7 +226,8 @@ impl Worker {
             .get_or_compute(&job.bundle.id(), &plan.head, || compute_head(model, &steering, &plan.head))?;
         // The request's own copy, written in place with room for its tail and answer; the shared
         // head stays as it is.
-        let mut cache = head.cache.in_place_copy(plan.tail.len() + job.params.max_tokens as usize)?;
+        let room = plan.tail.len() + job.params.max_tokens as usize;
+        let mut cache = head.cache.in_place_copy(room, self.model.model.serving_kv_dtype())?;
         let tail = self.model.model.embed(&ids(&plan.tail)?)?;
         let logits = self.model.model.forward(&tail, &mut cache, ForwardOptions::SERVE_LAST)?;
         let started = EngineEvent::Started {

@@ -6,8 +6,10 @@
 //! - serving writes in place into buffers with room reserved up front ([`KvCache::in_place_copy`]): a
 //!   decode step copies only its own position, where concatenation copies the whole cache every
 //!   token (tens of MB at a few hundred positions, as much memory traffic as a third of the weights).
+//!   The buffers may hold f16: a decode step reads the whole cache, so half the bytes is up to half
+//!   the attention's time ([`crate::Llama::serving_kv_dtype`]).
 
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 
 use crate::LlmError;
 
@@ -16,7 +18,8 @@ use crate::LlmError;
 enum LayerKv {
     /// Exactly the positions held.
     Grown { keys: Tensor, values: Tensor },
-    /// Buffers with room: positions `..KvCache::len` are filled, the rest is free.
+    /// Buffers with room, in the cache's [`InPlace::dtype`]: positions `..KvCache::len` are filled,
+    /// the rest is free.
     Buffered { keys: Tensor, values: Tensor },
 }
 
@@ -38,14 +41,22 @@ impl LayerKv {
 pub struct KvCache {
     layers: Vec<Option<LayerKv>>,
     len: usize,
-    /// `Some(room)`: appends write in place, and a buffer that is full is replaced by one with `room`
-    /// more positions than needed. `None`: appends concatenate.
-    room: Option<usize>,
+    /// `Some`: appends write in place. `None`: appends concatenate.
+    in_place: Option<InPlace>,
+}
+
+/// How an in-place cache keeps its buffers.
+#[derive(Debug, Clone, Copy)]
+struct InPlace {
+    /// A buffer that is full is replaced by one with `room` more positions than needed.
+    room: usize,
+    /// What the buffers store (appended keys and values are converted to it).
+    dtype: DType,
 }
 
 impl KvCache {
     pub fn new(num_layers: usize) -> Self {
-        Self { layers: vec![None; num_layers], len: 0, room: None }
+        Self { layers: vec![None; num_layers], len: 0, in_place: None }
     }
 
     /// A cache that starts with a prefix: `keys[l]` / `values[l]` are `[kv_heads, P, head_dim]`,
@@ -62,13 +73,13 @@ impl KvCache {
             let per_sequence = |t: &Tensor| t.unsqueeze(0)?.broadcast_as(shape)?.contiguous();
             layers.push(Some(LayerKv::Grown { keys: per_sequence(k)?, values: per_sequence(v)? }));
         }
-        Ok(Self { layers, len, room: None })
+        Ok(Self { layers, len, in_place: None })
     }
 
-    /// A copy that shares nothing with `self` and writes later positions in place, with buffers
-    /// sized for `room` more positions (a request: its prompt tail and `max_tokens`). Not for
-    /// training: an in-place write records no backward pass.
-    pub fn in_place_copy(&self, room: usize) -> Result<Self, LlmError> {
+    /// A copy that shares nothing with `self` and writes later positions in place, with buffers of
+    /// `dtype` (F32 or F16) sized for `room` more positions (a request: its prompt tail and
+    /// `max_tokens`). Not for training: an in-place write records no backward pass.
+    pub fn in_place_copy(&self, room: usize, dtype: DType) -> Result<Self, LlmError> {
         let mut layers = Vec::with_capacity(self.layers.len());
         for layer in &self.layers {
             layers.push(match layer {
@@ -76,13 +87,13 @@ impl KvCache {
                 Some(layer) => {
                     let (keys, values) = layer.filled(self.len)?;
                     Some(LayerKv::Buffered {
-                        keys: with_room(&keys, self.len, room)?,
-                        values: with_room(&values, self.len, room)?,
+                        keys: with_room(&keys, self.len, room, dtype)?,
+                        values: with_room(&values, self.len, room, dtype)?,
                     })
                 }
             });
         }
-        Ok(Self { layers, len: self.len, room: Some(room) })
+        Ok(Self { layers, len: self.len, in_place: Some(InPlace { room, dtype }) })
     }
 
     /// Positions held (prefix + every token processed).
@@ -98,8 +109,8 @@ impl KvCache {
         self.layers.len()
     }
 
-    /// Layer `l`'s keys and values, if any (views of a buffer's filled positions: a narrow within
-    /// its bounds, which cannot fail).
+    /// Layer `l`'s keys and values, if any, as stored (views of a buffer's filled positions: a
+    /// narrow within its bounds, which cannot fail).
     pub fn layer(&self, l: usize) -> Option<(Tensor, Tensor)> {
         self.layers.get(l).and_then(Option::as_ref).and_then(|layer| layer.filled(self.len).ok())
     }
@@ -118,8 +129,8 @@ impl KvCache {
     }
 
     /// Appends layer `l`'s new keys and values (`[batch, kv_heads, tokens, head_dim]`) after the
-    /// positions held, returning all of them. [`KvCache::advance`] then counts the new positions,
-    /// once every layer has appended.
+    /// positions held, returning all of them as stored (an in-place cache's dtype).
+    /// [`KvCache::advance`] then counts the new positions, once every layer has appended.
     pub(crate) fn append(
         &mut self,
         l: usize,
@@ -134,7 +145,7 @@ impl KvCache {
             expected: vec![l],
             actual: vec![layers],
         })?;
-        let (layer, all_keys, all_values) = match (slot.take(), self.room) {
+        let (layer, all_keys, all_values) = match (slot.take(), self.in_place) {
             (None, None) => (LayerKv::Grown { keys: keys.clone(), values: values.clone() }, keys, values),
             (Some(held), None) => {
                 let (held_keys, held_values) = held.filled(start)?;
@@ -142,7 +153,7 @@ impl KvCache {
                 let all_values = Tensor::cat(&[&held_values, &values], 2)?;
                 (LayerKv::Grown { keys: all_keys.clone(), values: all_values.clone() }, all_keys, all_values)
             }
-            (held, Some(room)) => {
+            (held, Some(InPlace { room, dtype })) => {
                 let (buffer_keys, buffer_values) = match held {
                     Some(LayerKv::Buffered { keys: k, values: v }) if k.dim(2)? >= total => (k, v),
                     // First write, or full: a new buffer holding what was cached, with room after.
@@ -152,11 +163,14 @@ impl KvCache {
                             None => (keys.narrow(2, 0, 0)?, values.narrow(2, 0, 0)?),
                         };
                         let need = total - start + room;
-                        (with_room(&held_keys, start, need)?, with_room(&held_values, start, need)?)
+                        (
+                            with_room(&held_keys, start, need, dtype)?,
+                            with_room(&held_values, start, need, dtype)?,
+                        )
                     }
                 };
-                buffer_keys.slice_set(&keys.contiguous()?, 2, start)?;
-                buffer_values.slice_set(&values.contiguous()?, 2, start)?;
+                buffer_keys.slice_set(&keys.to_dtype(dtype)?.contiguous()?, 2, start)?;
+                buffer_values.slice_set(&values.to_dtype(dtype)?.contiguous()?, 2, start)?;
                 let all_keys = buffer_keys.narrow(2, 0, total)?;
                 let all_values = buffer_values.narrow(2, 0, total)?;
                 (LayerKv::Buffered { keys: buffer_keys, values: buffer_values }, all_keys, all_values)
@@ -172,12 +186,13 @@ impl KvCache {
     }
 }
 
-/// A new buffer `[batch, kv_heads, len + room, head_dim]` whose first `len` positions are `held`'s.
-fn with_room(held: &Tensor, len: usize, room: usize) -> Result<Tensor, LlmError> {
+/// A new buffer `[batch, kv_heads, len + room, head_dim]` of `dtype` whose first `len` positions
+/// are `held`'s.
+fn with_room(held: &Tensor, len: usize, room: usize, dtype: DType) -> Result<Tensor, LlmError> {
     let (batch, kv_heads, _, head_dim) = held.dims4()?;
-    let buffer = Tensor::zeros((batch, kv_heads, len + room, head_dim), held.dtype(), held.device())?;
+    let buffer = Tensor::zeros((batch, kv_heads, len + room, head_dim), dtype, held.device())?;
     if len > 0 {
-        buffer.slice_set(&held.contiguous()?, 2, 0)?;
+        buffer.slice_set(&held.to_dtype(dtype)?.contiguous()?, 2, 0)?;
     }
     Ok(buffer)
 }
@@ -197,25 +212,30 @@ mod tests {
     fn appended(cache: &mut KvCache, from: usize, count: usize) -> Vec<f32> {
         let (keys, _) = cache.append(0, positions(from, count), positions(from, count)).unwrap();
         cache.advance(count);
-        keys.flatten_all().unwrap().to_vec1().unwrap()
+        keys.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1().unwrap()
     }
 
     #[test]
     fn in_place_appends_hold_the_same_positions_as_concatenation_and_leave_the_original_alone() {
-        let mut grown = KvCache::new(1);
-        appended(&mut grown, 0, 3);
-        // Room for 2 more: the third append outgrows the buffer and moves to a bigger one.
-        let mut in_place = grown.in_place_copy(2).unwrap();
-        let original = grown.clone();
-        for (from, count) in [(3, 1), (4, 1), (5, 2)] {
-            assert_eq!(appended(&mut in_place, from, count), appended(&mut grown, from, count));
+        // Small integers: exact in f16 as in f32.
+        for dtype in [DType::F32, DType::F16] {
+            let mut grown = KvCache::new(1);
+            appended(&mut grown, 0, 3);
+            // Room for 2 more: the third append outgrows the buffer and moves to a bigger one.
+            let mut in_place = grown.in_place_copy(2, dtype).unwrap();
+            let original = grown.clone();
+            for (from, count) in [(3, 1), (4, 1), (5, 2)] {
+                assert_eq!(appended(&mut in_place, from, count), appended(&mut grown, from, count));
+                assert_eq!(in_place.layer(0).unwrap().0.dtype(), dtype);
+            }
+            assert_eq!(in_place.len(), 7);
+            let (keys, _) = original.layer(0).unwrap();
+            assert_eq!(
+                keys.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                positions(0, 3).flatten_all().unwrap().to_vec1::<f32>().unwrap()
+            );
+            let in_place_bytes = in_place.size_bytes() * 4 / dtype.size_in_bytes();
+            assert!(in_place_bytes > grown.size_bytes(), "the buffer keeps free room");
         }
-        assert_eq!(in_place.len(), 7);
-        let (keys, _) = original.layer(0).unwrap();
-        assert_eq!(
-            keys.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
-            positions(0, 3).flatten_all().unwrap().to_vec1::<f32>().unwrap()
-        );
-        assert!(in_place.size_bytes() > grown.size_bytes(), "the buffer keeps free room");
     }
 }

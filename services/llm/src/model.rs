@@ -97,6 +97,15 @@ impl Llama {
         self.weights.decode.as_ref().map(|decode| decode.size_bytes())
     }
 
+    /// What a request's in-place KV cache should store ([`KvCache::in_place_copy`]). F16 with the
+    /// Q8_0 decode steps: a step reads every cached key and value (at ~800 positions, a quarter of
+    /// the weights' bytes in f32), and reads them at the speed of memory, so half the bytes is
+    /// nearly half the attention's time; the f32 tensor path would convert the whole cache every
+    /// step, so it keeps f32. Prefill widens what it reads back to f32.
+    pub fn serving_kv_dtype(&self) -> DType {
+        if self.weights.decode.is_some() { DType::F16 } else { DType::F32 }
+    }
+
     /// The token embedding table, `[vocab, hidden]` (read-only; e.g. to initialise a soft prompt).
     pub fn embedding_table(&self) -> &Tensor {
         &self.weights.embed
@@ -285,6 +294,8 @@ impl Step<'_> {
         let k = self.rope(&split(block.k.forward(x, pass)?, kv_heads)?)?;
         let v = split(block.v.forward(x, pass)?, kv_heads)?.contiguous()?;
         let (k, v) = cache.append(layer, k, v)?;
+        // An f16 serving cache is widened for the product (a copy: once per layer and call).
+        let (k, v) = (k.to_dtype(DType::F32)?, v.to_dtype(DType::F32)?);
         let total = k.dim(2)?;
 
         // Query heads of one group share a key/value head: [b, kv, group * tokens, d].

@@ -86,14 +86,15 @@ fn report(model: &LoadedModel) -> anyhow::Result<Decoded> {
     let head_s = started.elapsed().as_secs_f64();
     let started = Instant::now();
     // As the server does: the request's own copy of the head, written in place.
-    let mut cache = head_cache.in_place_copy(plan.tail.len() + 1 + DECODE_STEPS)?;
+    let kv_dtype = model.model.serving_kv_dtype();
+    let mut cache = head_cache.in_place_copy(plan.tail.len() + 1 + DECODE_STEPS, kv_dtype)?;
     forward(model, &plan.tail, &mut cache, LogitsAt::Last)?;
     forward(model, &[first], &mut cache, LogitsAt::Last)?;
     let ttft_warm = started.elapsed().as_secs_f64();
     let after_prompt = cache;
 
     // Decode: single-token steps after the prompt, written in place (as served), then the same
-    // steps on a cache that concatenates (as training does), for the ratio in one run.
+    // steps on an f32 cache that concatenates (as training and the eval do), for the ratio in one run.
     let decode = |mut cache: KvCache| -> anyhow::Result<f64> {
         let started = Instant::now();
         let mut next = first;
@@ -103,7 +104,7 @@ fn report(model: &LoadedModel) -> anyhow::Result<Decoded> {
         }
         Ok(DECODE_STEPS as f64 / started.elapsed().as_secs_f64())
     };
-    let decode_tps = decode(after_prompt.in_place_copy(DECODE_STEPS)?)?;
+    let decode_tps = decode(after_prompt.in_place_copy(DECODE_STEPS, kv_dtype)?)?;
     let mut concatenating = head_cache.clone();
     forward(model, &plan.tail, &mut concatenating, LogitsAt::None)?;
     forward(model, &[first], &mut concatenating, LogitsAt::None)?;
@@ -126,8 +127,9 @@ fn report(model: &LoadedModel) -> anyhow::Result<Decoded> {
         head_s
     );
     println!(
-        "  decode                {decode_tps:>8.1} tok/s ({DECODE_STEPS} steps after the prompt; {concatenating_tps:.1} \
-         tok/s growing the cache by concatenation: {:.2}x)",
+        "  decode                {decode_tps:>8.1} tok/s ({DECODE_STEPS} steps after the prompt, keys/values in {}; \
+         {concatenating_tps:.1} tok/s growing an f32 cache by concatenation: {:.2}x)",
+        kv_dtype.as_str(),
         decode_tps / concatenating_tps
     );
     Ok(Decoded {
@@ -176,10 +178,11 @@ fn weight_bytes_per_token(model: &LoadedModel) -> f64 {
     ((per_layer * c.num_layers + c.vocab_size * c.hidden_size) * 4) as f64
 }
 
-/// Bytes of keys and values a decode step reads at `positions` (f32).
+/// Bytes of keys and values a decode step reads at `positions`, in the serving cache's dtype.
 fn kv_bytes_per_token(model: &LoadedModel, positions: usize) -> f64 {
     let c = model.model.config();
-    (2 * c.num_layers * c.num_kv_heads * c.head_dim * positions * 4) as f64
+    let value_bytes = model.model.serving_kv_dtype().size_in_bytes();
+    (2 * c.num_layers * c.num_kv_heads * c.head_dim * positions * value_bytes) as f64
 }
 
 fn peak_rss_mib() -> f64 {

@@ -50,6 +50,25 @@ pub(super) fn sum(values: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
+/// The largest of `values` (-inf for none), in eight independent lanes so it vectorises: a fold
+/// with `f32::max` stays scalar (its NaN rule is not the vector instruction's). No NaN comes in:
+/// these are attention scores.
+#[inline(always)]
+pub(super) fn max(values: &[f32]) -> f32 {
+    const LANES: usize = 8;
+    // `if v > m { v } else { m }` is exactly the vector maximum instruction.
+    let larger = |m: f32, v: f32| if v > m { v } else { m };
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let tail = chunks.remainder().iter().copied().fold(f32::NEG_INFINITY, larger);
+    for chunk in chunks {
+        for (lane, v) in lanes.iter_mut().zip(chunk) {
+            *lane = larger(*lane, *v);
+        }
+    }
+    lanes.into_iter().fold(tail, larger)
+}
+
 /// Independent partial sums (two 8-wide registers), so the loop vectorises and the additions do
 /// not wait on each other; few enough that summing the lanes at the end stays cheap (a dot is only
 /// `head_dim` products, and there is one per position and query head).
@@ -271,6 +290,16 @@ fn silu_mul_backward_portable(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn max_finds_the_largest_value_in_any_lane_or_the_tail() {
+        assert_eq!(max(&[]), f32::NEG_INFINITY);
+        // 19 values: two chunks of eight and a tail of three; the largest in each place in turn.
+        for at in 0..19 {
+            let values: Vec<f32> = (0..19).map(|i| if i == at { 7.5 } else { -100.0 + i as f32 }).collect();
+            assert_eq!(max(&values), 7.5, "largest at {at}");
+        }
+    }
 
     #[test]
     fn exp_matches_the_standard_library() {

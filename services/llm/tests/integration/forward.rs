@@ -1,7 +1,7 @@
 //! Behaviour of the forward pass: KV-cache continuation, prefixes, the differentiable path, the
 //! quantized decode path, and coherent output.
 
-use candle_core::Tensor;
+use candle_core::{DType, Tensor};
 use rudder_llm::{ForwardOptions, KvCache, LogitsAt};
 
 use crate::common::{argmax, chat_ids, greedy, ids_tensor, last_logits, max_abs_diff, smollm, smollm_q8};
@@ -42,7 +42,7 @@ fn an_in_place_cache_decodes_like_a_concatenating_one_and_leaves_the_head_it_cam
         let untouched = last_logits(model, &tail[..1], &mut head_cache.clone());
         let mut concatenating = head_cache.clone();
         // Room for 2 only: the third step outgrows the buffers and continues in bigger ones.
-        let mut in_place = head_cache.in_place_copy(2).unwrap();
+        let mut in_place = head_cache.in_place_copy(2, DType::F32).unwrap();
         for step in tail.chunks(1) {
             let expected = last_logits(model, step, &mut concatenating);
             let got = last_logits(model, step, &mut in_place);
@@ -93,18 +93,27 @@ fn the_differentiable_path_computes_the_same_logits_for_every_position() {
     assert!(diff <= 1e-3, "fused and differentiable paths differ by {diff}");
 }
 
-/// Q8_0 decode weights stay faithful to f32: teacher-forced over an f32 greedy answer, the q8 model
-/// picks the same next token at (nearly) every step and its logits stay within a stated tolerance.
+/// Serving as a request is served (Q8_0 decode weights, and the request's in-place cache in the
+/// dtype the model serves with, f16) stays faithful to f32: teacher-forced over an f32 greedy
+/// answer, it picks the same next token at (nearly) every step and its logits stay within a stated
+/// tolerance.
 #[test]
-fn q8_0_decode_stays_close_to_f32() {
+fn q8_0_decode_on_the_serving_cache_stays_close_to_f32() {
     let (f32_model, q8_model) = (smollm(), smollm_q8());
+    assert_eq!(q8_model.model.serving_kv_dtype(), DType::F16);
     let prompt = chat_ids(f32_model, "Summarise: items can be returned within 30 days with a receipt.");
     let answer = greedy(f32_model, &prompt, 32);
     let layers = f32_model.model.config().num_layers;
-    let (mut f32_cache, mut q8_cache) = (KvCache::new(layers), KvCache::new(layers));
-    // Prefill is f32 in both (the quantized copy is only for single-token steps).
+    let (mut f32_cache, mut head_cache) = (KvCache::new(layers), KvCache::new(layers));
+    // Prefill is f32 in both (the quantized copy is only for single-token steps); the q8 side, as
+    // the engine does, prefills a head, then the tail into its own in-place copy.
     let mut f32_logits = last_logits(f32_model, &prompt, &mut f32_cache);
-    let mut q8_logits = last_logits(q8_model, &prompt, &mut q8_cache);
+    let (head, tail) = prompt.split_at(prompt.len() / 2);
+    last_logits(q8_model, head, &mut head_cache);
+    let mut q8_cache =
+        head_cache.in_place_copy(tail.len() + answer.len(), q8_model.model.serving_kv_dtype()).unwrap();
+    let mut q8_logits = last_logits(q8_model, tail, &mut q8_cache);
+    assert_eq!(q8_cache.layer(0).unwrap().0.dtype(), DType::F16);
     let (mut agree, mut worst) = (0, 0.0f32);
     for &token in &answer {
         agree += usize::from(argmax(&f32_logits) == argmax(&q8_logits));
@@ -113,10 +122,19 @@ fn q8_0_decode_stays_close_to_f32() {
         worst = worst.max(max_abs_diff(&f32_logits, &q8_logits));
     }
     let agreement = agree as f32 / answer.len() as f32;
+    // f16 holds up to 65504: the model's keys and values stay far below (an overflow would be inf).
+    let largest = (0..layers)
+        .flat_map(|l| {
+            let (k, v) = f32_cache.layer(l).unwrap();
+            [k, v].map(|t| t.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap())
+        })
+        .fold(0.0, f32::max);
     eprintln!(
-        "q8_0 vs f32: top-1 agreement {agreement:.3} over {} steps, worst |dlogit| {worst:.3}",
+        "q8_0 + f16 cache vs f32: top-1 agreement {agreement:.3} over {} steps, worst |dlogit| {worst:.3}; \
+         largest |key or value| {largest:.1}",
         answer.len()
     );
     assert!(agreement >= 0.9, "top-1 agreement {agreement}");
+    assert!(largest < 65504.0 / 16.0, "largest cached |key or value| {largest}");
     assert!(worst <= 1.5, "worst logit difference {worst}");
 }
