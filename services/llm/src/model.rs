@@ -99,9 +99,11 @@ impl Llama {
 
     /// What a request's in-place KV cache should store ([`KvCache::in_place_copy`]). F16 with the
     /// Q8_0 decode steps: a step reads every cached key and value (at ~800 positions, a quarter of
-    /// the weights' bytes in f32), and reads them at the speed of memory, so half the bytes is
-    /// nearly half the attention's time; the f32 tensor path would convert the whole cache every
-    /// step, so it keeps f32. Prefill widens what it reads back to f32.
+    /// the weights' bytes in f32), and their AVX2 attention took 1.5 ms per token over f16 against
+    /// 1.7 ms over f32 (BENCHMARKS.md, 2026-12-04). The f32 tensor path would convert the whole
+    /// cache every step, so it keeps f32. Prefill widens what it reads back to f32. f16 holds up to
+    /// 65504 (beyond, a key or value would become infinite): SmolLM2-135M's largest is ~20
+    /// (`q8_0_decode_on_the_serving_cache_stays_close_to_f32` checks it).
     pub fn serving_kv_dtype(&self) -> DType {
         if self.weights.decode.is_some() { DType::F16 } else { DType::F32 }
     }

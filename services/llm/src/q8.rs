@@ -84,7 +84,7 @@ impl Q8Matrix {
 
     /// `out = W x`, with `x` (`cols` values) quantized per block first.
     pub(crate) fn gemv(&self, x: &[f32], out: &mut [f32]) {
-        debug_assert_eq!((x.len(), out.len()), (self.cols, self.rows));
+        assert_eq!((x.len(), out.len()), (self.cols, self.rows), "a product's input and output lengths");
         let mut x_quants = vec![0i8; x.len()];
         let mut x_scales = vec![0f32; x.len() / BLOCK];
         quantize(x, &mut x_quants, &mut x_scales);

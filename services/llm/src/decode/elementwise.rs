@@ -50,6 +50,18 @@ pub(super) fn sum(values: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
+/// Replaces each score `s` of `row` by `exp(s - max)` and returns `(max, sum of the new values)`:
+/// a softmax's parts, for a partial softmax that is merged with others later.
+#[inline(always)]
+pub(super) fn exponentiate_shifted(row: &mut [f32]) -> (f32, f32) {
+    let max = max(row);
+    // Two loops: the exponentials vectorise only without the running sum beside them.
+    for s in row.iter_mut() {
+        *s = exp(*s - max);
+    }
+    (max, sum(row))
+}
+
 /// The largest of `values` (-inf for none), in eight independent lanes so it vectorises: a fold
 /// with `f32::max` stays scalar (its NaN rule is not the vector instruction's). No NaN comes in:
 /// these are attention scores.

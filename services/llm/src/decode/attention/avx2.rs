@@ -63,8 +63,8 @@ pub(super) fn attend_span<W: Widen>(
     span: Range<usize>,
     partial: &mut Partial,
 ) {
-    // Taken out and put back rather than borrowed in a closure: a closure would not be compiled for
-    // this function's CPU features.
+    // Taken out and put back rather than borrowed in a closure, so that the work stays in this
+    // function, compiled for its CPU features.
     let mut scratch = SCRATCH.take();
     {
         let Query { q, heads, group, head_dim } = *query;
@@ -94,13 +94,7 @@ pub(super) fn attend_span<W: Widen>(
                     out.copy_from_slice(&dots8(head_query, block, head_dim, scale));
                 }
                 let row = &mut scores[..len];
-                let max = elementwise::max(row);
-                // Two loops: the exponentials vectorise only without the running sum beside them.
-                for s in row.iter_mut() {
-                    *s = elementwise::exp(*s - max);
-                }
-                partial.max[head] = max;
-                partial.sum[head] = elementwise::sum(row);
+                (partial.max[head], partial.sum[head]) = elementwise::exponentiate_shifted(row);
                 weigh(row, values, &mut partial.weighted[head * head_dim..(head + 1) * head_dim]);
             }
         }
@@ -112,9 +106,8 @@ pub(super) fn attend_span<W: Widen>(
 /// rows of `block` (`[8, head_dim]`).
 #[target_feature(enable = "avx2,fma")]
 fn dots8(query: &[f32], block: &[f32], head_dim: usize, scale: f32) -> [f32; 8] {
-    // Checked once here so that the loop's loads need no bounds checks. No closures in these
-    // functions: a closure is not compiled for its function's CPU features, and passing vectors
-    // to and from one goes through the stack.
+    // Checked once here so that the loop's loads need no bounds checks. Loads by plain pointer
+    // arithmetic: a first version loaded through a closure, and its vectors went through the stack.
     assert!(head_dim.is_multiple_of(8) && query.len() == head_dim && block.len() == 8 * head_dim);
     let (q, k) = (query.as_ptr(), block.as_ptr());
     let zero = _mm256_setzero_ps();

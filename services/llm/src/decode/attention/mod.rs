@@ -110,7 +110,7 @@ impl Widen for Plain {
     }
 }
 
-/// An f16 cache on a CPU without F16C: `half`'s conversion.
+/// An f16 cache where the span code does not run compiled for F16C: `half`'s slice conversion.
 #[derive(Clone, Copy)]
 struct SoftF16;
 
@@ -212,14 +212,35 @@ fn attend_span<W: Widen>(
     partial: &mut Partial,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if has_simd() && avx2::fits(query.head_dim) {
-        // SAFETY: the CPU has the features the kernel is compiled for (checked just above).
-        return unsafe { avx2::attend_span(widen, query, cache, span, partial) };
+    if has_simd() {
+        // SAFETY: the CPU has the features both functions are compiled for (checked just above).
+        return unsafe {
+            if avx2::fits(query.head_dim) {
+                avx2::attend_span(widen, query, cache, span, partial)
+            } else {
+                attend_span_portable_avx2(widen, query, cache, span, partial)
+            }
+        };
     }
     attend_span_portable(widen, query, cache, span, partial)
 }
 
+/// The plain loops compiled for AVX2 + FMA + F16C (the binary targets baseline x86-64, where they
+/// vectorise to 4-wide SSE only), for head sizes the kernel does not take.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn attend_span_portable_avx2<W: Widen>(
+    widen: W,
+    query: &Query,
+    cache: &Cached<W::Stored>,
+    span: std::ops::Range<usize>,
+    partial: &mut Partial,
+) {
+    attend_span_portable(widen, query, cache, span, partial)
+}
+
 /// The plain loops, for any CPU and head size.
+#[inline(always)]
 fn attend_span_portable<W: Widen>(
     widen: W,
     query: &Query,
@@ -246,14 +267,9 @@ fn attend_span_portable<W: Widen>(
             }
         }
         for g in 0..group {
-            let row = &mut scores[g * len..(g + 1) * len];
-            let max = super::elementwise::max(row);
-            // Two loops: the exponentials vectorise only without the running sum beside them.
-            for s in row.iter_mut() {
-                *s = super::elementwise::exp(*s - max);
-            }
+            let (max, sum) = super::elementwise::exponentiate_shifted(&mut scores[g * len..(g + 1) * len]);
             partial.max[first + g] = max;
-            partial.sum[first + g] = super::elementwise::sum(row);
+            partial.sum[first + g] = sum;
         }
         let weighted = &mut partial.weighted[first * head_dim..(first + group) * head_dim];
         for (i, p) in span.clone().enumerate() {
@@ -414,26 +430,32 @@ mod tests {
         // 16 and 12 the plain loops, 12 a size F16C's eight-value conversion does not divide.
         for c in [config(64), config(128), config(16), config(12)] {
             for dtype in [DType::F32, DType::F16] {
-                // More positions than splits, and a count that does not divide evenly.
-                let positions = 37;
-                let shape = (1, c.num_kv_heads, positions, c.head_dim);
-                let per_tensor = positions * c.num_kv_heads * c.head_dim;
-                let tensor =
-                    |seed| Tensor::from_vec(numbers(per_tensor, seed), shape, &Device::Cpu)?.to_dtype(dtype);
-                let (k, v) = (tensor(1).unwrap(), tensor(2).unwrap());
-                let q = numbers(c.num_heads * c.head_dim, 3);
-                // The reference reads the values the cache holds (rounded to f16 where it is f16).
-                let stored =
-                    |t: &Tensor| t.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-                let expected = reference(&q, &stored(&k), &stored(&v), positions, &c);
-                let mut out = vec![0.0; q.len()];
-                attend(&q, (&k, &v), &c, &mut out).unwrap();
-                for (i, (got, want)) in out.iter().zip(&expected).enumerate() {
-                    let head_dim = c.head_dim;
-                    assert!(
-                        (got - want).abs() <= 1e-5,
-                        "{dtype:?}, head size {head_dim}, value {i}: {got} vs {want}"
-                    );
+                // Spans of 4-5 positions (fewer than the kernel's eight), of exactly 8, and of 37-38.
+                for positions in [37, 64, 300] {
+                    // A view of a buffer's first positions, as a request's in-place cache is.
+                    let buffer = (1, c.num_kv_heads, positions + 5, c.head_dim);
+                    let per_buffer = buffer.0 * buffer.1 * buffer.2 * buffer.3;
+                    let tensor = |seed| {
+                        Tensor::from_vec(numbers(per_buffer, seed), buffer, &Device::Cpu)?
+                            .to_dtype(dtype)?
+                            .narrow(2, 0, positions)
+                    };
+                    let (k, v) = (tensor(1).unwrap(), tensor(2).unwrap());
+                    let q = numbers(c.num_heads * c.head_dim, 3);
+                    // The reference reads the values the cache holds (rounded to f16 where it is f16).
+                    let stored = |t: &Tensor| {
+                        t.to_dtype(DType::F32).unwrap().flatten_all().unwrap().to_vec1().unwrap()
+                    };
+                    let expected = reference(&q, &stored(&k), &stored(&v), positions, &c);
+                    let mut out = vec![0.0; q.len()];
+                    attend(&q, (&k, &v), &c, &mut out).unwrap();
+                    for (i, (got, want)) in out.iter().zip(&expected).enumerate() {
+                        let head_dim = c.head_dim;
+                        assert!(
+                            (got - want).abs() <= 1e-5,
+                            "{dtype:?}, head size {head_dim}, {positions} positions, value {i}: {got} vs {want}"
+                        );
+                    }
                 }
             }
         }
