@@ -11,10 +11,12 @@ pub mod chunker;
 mod claims;
 pub mod client;
 pub mod error;
+pub mod front_matter;
 pub mod loaders;
 pub mod local;
 pub mod metadata;
 pub mod pipeline;
+pub mod preview;
 pub mod service;
 mod upload;
 

@@ -1,18 +1,18 @@
-//! `rudder ingest --local`: files read as the uploading client reads them ([`client::read_document`],
+//! `rudder ingest --local`: files read as the uploading client reads them ([`client::read_named`],
 //! sidecars and front matter merged), run through a pipeline in this process, and answered with the
 //! same `IngestResponse` an upload stream gets, so both paths print the same table, byte count
 //! included. Blocking: call it from `spawn_blocking` or a dedicated thread.
 
 use crate::{
-    client,
+    client::{self, DocumentFile},
     metadata::PartialMetadata,
-    pipeline::{DocumentReport, Pipeline, SourceDocument},
+    pipeline::{DocumentReport, Pipeline},
     service,
 };
 use rudder_core::ServiceError;
 use rudder_proto::v1::IngestResponse;
 use std::{
-    path::{Path, PathBuf},
+    path::Path,
     sync::atomic::{AtomicU64, Ordering},
     time::Instant,
 };
@@ -23,22 +23,26 @@ use std::{
 /// summary counts the content of every file read, as the server counts an upload's data messages.
 pub fn ingest_files(
     pipeline: &Pipeline,
-    files: &[PathBuf],
+    files: &[DocumentFile],
     flags: &PartialMetadata,
     mut on_done: impl FnMut(usize, &Path) + Send,
 ) -> IngestResponse {
     let started = Instant::now();
     // Counted where the files are read, on the pipeline's planning thread.
     let bytes_read = AtomicU64::new(0);
-    let documents = files.iter().map(|path| -> Result<SourceDocument, DocumentReport> {
-        let document = client::read_document(path, flags).map_err(|err| unreadable(path, &err))?;
-        bytes_read.fetch_add(document.content.len() as u64, Ordering::Relaxed);
-        Ok(document)
+    // A file that cannot be read is its whole (failed) report, as `ingest_each` takes it.
+    #[allow(clippy::result_large_err)]
+    let documents = files.iter().map(|file| match client::read_named(file, flags) {
+        Ok(document) => {
+            bytes_read.fetch_add(document.content.len() as u64, Ordering::Relaxed);
+            Ok(document)
+        }
+        Err(err) => Err(unreadable(file, &err)),
     });
     let mut reports = Vec::with_capacity(files.len());
     pipeline.ingest_each(documents, |report| {
-        if let Some(path) = files.get(reports.len()) {
-            on_done(reports.len(), path.as_path());
+        if let Some(file) = files.get(reports.len()) {
+            on_done(reports.len(), file.path.as_path());
         }
         reports.push(report);
     });
@@ -46,10 +50,6 @@ pub fn ingest_files(
 }
 
 /// The report of a file that could not be read (or its sidecar could not).
-fn unreadable(path: &Path, err: &client::ClientError) -> DocumentReport {
-    DocumentReport {
-        doc_id: String::new(),
-        file_name: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-        result: Err(ServiceError::invalid("file", err.to_string())),
-    }
+fn unreadable(file: &DocumentFile, err: &client::ClientError) -> DocumentReport {
+    DocumentReport::failed(String::new(), file.name.clone(), ServiceError::invalid("file", err.to_string()))
 }

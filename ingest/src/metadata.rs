@@ -49,8 +49,8 @@ fn version_text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Opt
 }
 
 impl PartialMetadata {
-    /// Metadata from a TOML document: a sidecar file or `+++` front matter. `origin` names the source
-    /// in errors.
+    /// Metadata from a sidecar `NAME.meta.toml`: rudder's own format, so an unknown key is an error
+    /// (a typo is caught) where front matter would only note it. `origin` names the source in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, IngestError> {
         toml::from_str(text).map_err(|err| {
             IngestError::invalid(
@@ -58,56 +58,6 @@ impl PartialMetadata {
                 format!("{origin} is not valid metadata TOML: {}", err.message()),
             )
         })
-    }
-
-    /// Metadata from `---` front matter: the simple YAML Markdown tools write (`key: value`,
-    /// `key: [a, b]`, or `key:` followed by `- item` lines). Anything richer is refused, not guessed.
-    pub fn from_yaml_front_matter(text: &str) -> Result<Self, IngestError> {
-        let mut meta = Self::default();
-        let mut open_list: Option<String> = None;
-        for (number, raw) in text.lines().enumerate() {
-            let line = raw.trim_end();
-            if line.trim().is_empty() || line.trim_start().starts_with('#') {
-                continue;
-            }
-            let bad = |why: &str| {
-                IngestError::invalid("metadata", format!("front matter line {}: {why}: {line:?}", number + 1))
-            };
-            if let Some(item) = line.trim_start().strip_prefix("- ") {
-                let key = open_list.as_deref().ok_or_else(|| bad("list item outside a list"))?;
-                meta.set(key, vec![unquote(item)]).map_err(|why| bad(&why))?;
-                continue;
-            }
-            let (key, value) = line.split_once(':').ok_or_else(|| bad("expected `key: value`"))?;
-            let (key, value) = (key.trim(), value.trim());
-            open_list = None;
-            if value.is_empty() {
-                open_list = Some(key.to_owned());
-                continue;
-            }
-            let values = match value.strip_prefix('[').and_then(|v| v.strip_suffix(']')) {
-                Some(inner) => inner.split(',').map(unquote).filter(|v| !v.is_empty()).collect(),
-                None => vec![unquote(value)],
-            };
-            meta.set(key, values).map_err(|why| bad(&why))?;
-        }
-        Ok(meta)
-    }
-
-    fn set(&mut self, key: &str, values: Vec<String>) -> Result<(), String> {
-        let single = |values: Vec<String>| values.into_iter().next();
-        match key {
-            "doc_id" => self.doc_id = single(values),
-            "title" => self.title = single(values),
-            "source" => self.source = single(values),
-            "brand" => self.brand = single(values),
-            "language" => self.language = single(values),
-            "version" | "effective_date" => self.version = single(values),
-            "regions" => self.regions.extend(values),
-            "tags" => self.tags.extend(values),
-            other => return Err(format!("unknown metadata key {other:?}")),
-        }
-        Ok(())
     }
 
     /// `self` with every empty field filled from `fallback`.
@@ -136,15 +86,6 @@ impl PartialMetadata {
     }
 }
 
-fn unquote(value: &str) -> String {
-    let value = value.trim();
-    let stripped = value
-        .strip_prefix('"')
-        .and_then(|v| v.strip_suffix('"'))
-        .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')));
-    stripped.unwrap_or(value).trim().to_owned()
-}
-
 /// Metadata every chunk of a document carries, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DocumentMetadata {
@@ -164,7 +105,9 @@ pub struct DocumentMetadata {
 /// What resolution needs besides the merged metadata.
 #[derive(Debug, Clone, Copy)]
 pub struct ResolveContext<'a> {
-    /// The uploaded file's name: default `source`, and its stem the fallback doc_id.
+    /// The uploaded file's name: a path relative to the directory the client walked
+    /// (`refund/hey/index.md`) or a bare file name. The default `source`, and the default doc_id
+    /// through [`default_doc_id`].
     pub file_name: &'a str,
     /// A title found in the document itself (its first top-level heading, an HTML `<title>`).
     pub title_hint: Option<&'a str>,
@@ -174,17 +117,19 @@ pub struct ResolveContext<'a> {
 
 const MAX_ID_LEN: usize = 128;
 
-/// Fills defaults (doc_id from the file stem, title, source, language "en", version from the content
-/// hash) and validates what the store and retrieval rely on.
+/// Fills defaults (doc_id from the file name, see [`default_doc_id`]; title, source, language "en",
+/// version from the content hash) and validates what the store and retrieval rely on.
 pub fn resolve(meta: PartialMetadata, cx: ResolveContext<'_>) -> Result<DocumentMetadata, IngestError> {
     let version_label = meta.version_label();
     let PartialMetadata { doc_id, title, source, regions, brand, language, version: _, tags } = meta;
-    let doc_id =
-        doc_id.map(|d| d.trim().to_owned()).filter(|d| !d.is_empty()).or_else(|| file_stem(cx.file_name));
+    let doc_id = doc_id
+        .map(|d| d.trim().to_owned())
+        .filter(|d| !d.is_empty())
+        .or_else(|| default_doc_id(cx.file_name));
     let doc_id = doc_id.ok_or_else(|| {
         IngestError::invalid("metadata.doc_id", "missing: give doc_id, or a file name to take it from")
     })?;
-    check_identifier("metadata.doc_id", &doc_id)?;
+    check_doc_id(&doc_id)?;
 
     let mut seen = BTreeSet::new();
     let mut clean_regions = Vec::new();
@@ -243,10 +188,54 @@ pub fn resolve(meta: PartialMetadata, cx: ResolveContext<'_>) -> Result<Document
     })
 }
 
-fn file_stem(file_name: &str) -> Option<String> {
-    let base = file_name.rsplit(['/', '\\']).next().unwrap_or(file_name);
-    let stem = base.split_once('.').map_or(base, |(stem, _)| stem);
-    (!stem.is_empty()).then(|| stem.to_owned())
+/// The doc_id of a document that names none, from the name it was uploaded under: the path without
+/// its extension, with a last `index` segment dropped when a folder comes before it, so a static
+/// site's pages are named by their folder: `refund/index.md` -> `refund`,
+/// `privacy/regulations/ccpa/index.md` -> `privacy/regulations/ccpa`, `security/overview.pdf` ->
+/// `security/overview`, a root `index.md` -> `index`, a bare `returns-uk.md` -> `returns-uk`. `\`
+/// counts as `/`, empty and `.` segments are dropped, and a character a doc_id may not hold (a
+/// space, say) becomes `-`.
+pub fn default_doc_id(file_name: &str) -> Option<String> {
+    let normalised = file_name.replace('\\', "/");
+    let mut segments: Vec<&str> =
+        normalised.split('/').filter(|segment| !segment.is_empty() && *segment != ".").collect();
+    let last = segments.pop()?;
+    let stem = match last.rsplit_once('.') {
+        Some((stem, _)) if !stem.is_empty() => stem,
+        _ => last,
+    };
+    if stem != "index" || segments.is_empty() {
+        segments.push(stem);
+    }
+    let id: String =
+        segments.join("/").chars().map(|c| if c == '/' || identifier_char(c) { c } else { '-' }).collect();
+    Some(id)
+}
+
+fn identifier_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')
+}
+
+/// A doc_id is an identifier that may also have `/`-separated segments (`refund/hey`), none of them
+/// empty, `.` or `..`.
+fn check_doc_id(value: &str) -> Result<(), IngestError> {
+    const FIELD: &str = "metadata.doc_id";
+    if value.len() > MAX_ID_LEN {
+        return Err(IngestError::invalid(FIELD, format!("longer than {MAX_ID_LEN} characters")));
+    }
+    if let Some(bad) = value.chars().find(|&c| !(c == '/' || identifier_char(c))) {
+        return Err(IngestError::invalid(
+            FIELD,
+            format!("{value:?} contains {bad:?}; use letters, digits, '-', '_', '.', ':' or '/'"),
+        ));
+    }
+    if value.split('/').any(|segment| segment.is_empty() || segment == "." || segment == "..") {
+        return Err(IngestError::invalid(
+            FIELD,
+            format!("{value:?}: each '/'-separated part must be a name, not empty, '.' or '..'"),
+        ));
+    }
+    Ok(())
 }
 
 /// Ids travel in payload filters and point-id names: keep them to a safe, readable alphabet.
@@ -254,9 +243,7 @@ fn check_identifier(field: &'static str, value: &str) -> Result<(), IngestError>
     if value.len() > MAX_ID_LEN {
         return Err(IngestError::invalid(field, format!("longer than {MAX_ID_LEN} characters")));
     }
-    if let Some(bad) =
-        value.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':')))
-    {
+    if let Some(bad) = value.chars().find(|&c| !identifier_char(c)) {
         return Err(IngestError::invalid(
             field,
             format!("{value:?} contains {bad:?}; use letters, digits, '-', '_', '.' or ':'"),

@@ -25,7 +25,10 @@ use rudder_core::{
 };
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use std::sync::{Arc, mpsc};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, mpsc},
+};
 
 /// Per-document and per-stream limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -97,6 +100,8 @@ pub struct Ingested {
     pub version: String,
     /// Chunks of that version (written, or already stored for UNCHANGED).
     pub chunk_count: u32,
+    /// What the user may want to know about the document (front matter keys that were ignored).
+    pub notes: Vec<String>,
 }
 
 /// The result of one document; `doc_id` is empty if it could not be resolved.
@@ -105,6 +110,45 @@ pub struct DocumentReport {
     pub doc_id: String,
     pub file_name: String,
     pub result: Result<Ingested, ServiceError>,
+}
+
+impl DocumentReport {
+    /// The report of a document that failed.
+    pub fn failed(doc_id: String, file_name: String, err: ServiceError) -> Self {
+        Self { doc_id, file_name, result: Err(err) }
+    }
+}
+
+/// One run (an `ingest_each` call, an upload stream): the doc_id each document resolved to and the
+/// file it came from, so that two files of one run that resolve to the same doc_id (two pages whose
+/// front matter both say `doc_id: faq`, say) fail instead of one silently replacing the other.
+#[derive(Debug, Default)]
+pub(crate) struct Run {
+    doc_ids: Mutex<HashMap<String, String>>,
+}
+
+impl Run {
+    /// Records `file_name` as `doc_id`'s; an error naming both files if another file of this run
+    /// already has it.
+    pub(crate) fn claim_doc_id(&self, doc_id: &str, file_name: &str) -> Result<(), IngestError> {
+        let mut doc_ids = self.doc_ids.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match doc_ids.get(doc_id) {
+            // The same file again is a later version of it, written after the first (as in an upload
+            // of one file twice).
+            Some(first) if first == file_name => Ok(()),
+            Some(first) => Err(IngestError::invalid(
+                "metadata.doc_id",
+                format!(
+                    "{file_name:?} and {first:?} (earlier in this run) both have doc_id {doc_id:?}; \
+                     give one of them its own doc_id (front matter, sidecar or flags)"
+                ),
+            )),
+            None => {
+                doc_ids.insert(doc_id.to_owned(), file_name.to_owned());
+                Ok(())
+            }
+        }
+    }
 }
 
 /// How many documents may wait between two stages of [`Pipeline::ingest_each`]: one is enough to
@@ -136,6 +180,7 @@ enum Step<T> {
 struct Job {
     claim: Claim,
     file_name: String,
+    notes: Vec<String>,
     meta: DocumentMetadata,
     content_sha256: String,
     /// The version current before this ingest, if any: it stays if the write fails.
@@ -157,9 +202,9 @@ struct Embedded {
 }
 
 /// A document loaded and its metadata resolved: everything that needs no store.
-struct Prepared {
-    loaded: LoadedDocument,
-    meta: DocumentMetadata,
+pub(crate) struct Prepared {
+    pub(crate) loaded: LoadedDocument,
+    pub(crate) meta: DocumentMetadata,
     content_sha256: String,
 }
 
@@ -198,7 +243,7 @@ impl Pipeline {
 
     /// Ingests one document; never panics on its content, and failures are reported, not returned.
     pub fn ingest(&self, document: SourceDocument) -> DocumentReport {
-        self.commit(self.stage(document))
+        self.commit(self.stage(document, &Run::default()))
     }
 
     /// Ingests each document in turn, as [`Self::ingest_each`] does; a failure never stops the rest.
@@ -221,7 +266,8 @@ impl Pipeline {
     /// on a third. Each document's outcome is what [`Self::ingest`] would give it, one after the
     /// other, and a failure never stops the rest. `on_report` gets each report as that document is
     /// done, in input order (on the writing thread). An `Err` entry is a document that failed before
-    /// it got here (an unreadable file): it is reported in its place.
+    /// it got here (an unreadable file): it is reported in its place. A document whose doc_id an
+    /// earlier one of these documents has fails, naming both files.
     pub fn ingest_each<I>(&self, documents: I, mut on_report: impl FnMut(DocumentReport) + Send)
     where
         I: IntoIterator<Item = Result<SourceDocument, DocumentReport>>,
@@ -234,10 +280,11 @@ impl Pipeline {
             let (to_write, embedded) = mpsc::sync_channel::<Step<Box<Embedded>>>(STAGE_QUEUE);
             let plan_span = span.clone();
             let _planner = scope.spawn(move || {
+                let run = Run::default();
                 plan_span.in_scope(|| {
                     for document in documents {
                         let step = match document {
-                            Ok(document) => self.plan(document),
+                            Ok(document) => self.plan(document, &run),
                             Err(report) => Step::Done(report),
                         };
                         // The queue closes only if the embedding stage stopped (it panicked).
@@ -265,9 +312,9 @@ impl Pipeline {
         });
     }
 
-    /// Plans and embeds a document, leaving its store write for [`Self::commit`].
-    pub(crate) fn stage(&self, document: SourceDocument) -> Staged {
-        Staged(self.embed(self.plan(document)))
+    /// Plans and embeds a document of `run`, leaving its store write for [`Self::commit`].
+    pub(crate) fn stage(&self, document: SourceDocument, run: &Run) -> Staged {
+        Staged(self.embed(self.plan(document, run)))
     }
 
     /// Writes a staged document (if it has anything to write) and reports it.
@@ -276,10 +323,10 @@ impl Pipeline {
     }
 
     /// Stage one: checks, loading, metadata, the stored versions and the decision, then chunking.
-    fn plan(&self, document: SourceDocument) -> Step<Box<Chunked>> {
+    fn plan(&self, document: SourceDocument, run: &Run) -> Step<Box<Chunked>> {
         let file_name = document.file_name.clone();
         let mut doc_id = provisional_doc_id(&document);
-        match self.plan_document(document, &mut doc_id) {
+        match self.plan_document(document, run, &mut doc_id) {
             Ok(Plan::AlreadyStored(ingested)) => {
                 Step::Done(DocumentReport { doc_id, file_name, result: Ok(ingested) })
             }
@@ -309,73 +356,40 @@ impl Pipeline {
         };
         // The claim is held to the end of this function: the next ingest of this doc_id must read
         // what this write leaves behind.
-        let Job { claim: _claim, file_name, meta, content_sha256: _, previous } = job;
+        let Job { claim: _claim, file_name, notes, meta, content_sha256: _, previous } = job;
         match self.write_version(&meta, &points, previous) {
-            Ok(ingested) => DocumentReport { doc_id: meta.doc_id, file_name, result: Ok(ingested) },
+            Ok(ingested) => {
+                DocumentReport { doc_id: meta.doc_id, file_name, result: Ok(Ingested { notes, ..ingested }) }
+            }
             Err(err) => failed(meta.doc_id, file_name, err),
         }
     }
 
-    fn plan_document(&self, document: SourceDocument, doc_id_out: &mut String) -> Result<Plan, IngestError> {
+    fn plan_document(
+        &self,
+        document: SourceDocument,
+        run: &Run,
+        doc_id_out: &mut String,
+    ) -> Result<Plan, IngestError> {
         let file_name = document.file_name.clone();
-        let Prepared { loaded, meta, content_sha256 } = self.prepare(document, doc_id_out)?;
+        let Prepared { loaded, meta, content_sha256 } = prepare(&self.options, document, doc_id_out)?;
+        run.claim_doc_id(&meta.doc_id, &file_name)?;
+        let notes = loaded.notes.clone();
         // Held from reading the stored versions until the write is done (or the document fails).
         let claim = self.claims.claim(&meta.doc_id)?;
         self.store.ensure_collection()?;
         let stored = self.store.document_summary(&meta.doc_id)?;
         let versions = stored.map(|d| d.versions).unwrap_or_default();
         if let Some(ingested) = self.already_stored(&versions, &meta, &content_sha256)? {
-            return Ok(Plan::AlreadyStored(ingested));
+            return Ok(Plan::AlreadyStored(Ingested { notes, ..ingested }));
         }
         check_version_free(&versions, &meta, &content_sha256)?;
         let previous = versions.iter().find(|v| v.current).cloned();
         let chunked = chunker::chunk(&loaded, self.embedder.as_ref(), &self.options.chunking)?;
         Ok(Plan::Write(Box::new(Chunked {
-            job: Job { claim, file_name, meta, content_sha256, previous },
+            job: Job { claim, file_name, notes, meta, content_sha256, previous },
             chunks: chunked.chunks,
         })))
-    }
-
-    /// The checks that need no store (size, checksum), loading, and the resolved metadata.
-    /// `doc_id_out` follows the best doc_id known so far, for the report of a failure.
-    fn prepare(&self, document: SourceDocument, doc_id_out: &mut String) -> Result<Prepared, IngestError> {
-        let SourceDocument { file_name, media_type, metadata, sidecar, content, expected_sha256 } = document;
-        let limit = self.options.limits.max_document_bytes;
-        if content.len() as u64 > limit {
-            return Err(IngestError::invalid(
-                "content",
-                format!("{} bytes is over the limit of {limit} bytes per document", content.len()),
-            ));
-        }
-        if let Some(expected) = expected_sha256.map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty()) {
-            let actual = hex::encode(Sha256::digest(&content));
-            if actual != expected {
-                return Err(IngestError::invalid(
-                    "end.sha256",
-                    format!("the content's sha256 is {actual}, not the {expected} that was sent"),
-                ));
-            }
-        }
-        let media = MediaType::detect(&file_name, media_type.as_deref())?;
-        let loaded = loaders::load(media, &content)?;
-        let text = loaded.normalised_text();
-        let content_sha256 = hex::encode(Sha256::digest(text.as_bytes()));
-        let merged =
-            metadata.or(loaded.front_matter.clone().unwrap_or_default()).or(sidecar.unwrap_or_default());
-        if let Some(doc_id) = merged.doc_id.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
-            doc_id_out.replace_range(.., doc_id);
-        }
-        let meta = metadata::resolve(
-            merged,
-            ResolveContext {
-                file_name: &file_name,
-                title_hint: loaded.title_hint.as_deref(),
-                content_sha256: &content_sha256,
-                known_regions: &self.options.known_regions,
-            },
-        )?;
-        doc_id_out.clone_from(&meta.doc_id);
-        Ok(Prepared { loaded, meta, content_sha256 })
     }
 
     /// The outcome without a write when a current version already holds this content (with the
@@ -406,6 +420,7 @@ impl Pipeline {
             },
             version: same.version.clone(),
             chunk_count: u32::try_from(same.chunks).unwrap_or(u32::MAX),
+            notes: Vec::new(),
         }))
     }
 
@@ -480,7 +495,7 @@ impl Pipeline {
             _ => Outcome::Ingested,
         };
         tracing::info!(doc_id = %meta.doc_id, version = %meta.version, chunks = chunk_count, ?outcome, "document ingested");
-        Ok(Ingested { outcome, version: meta.version.clone(), chunk_count })
+        Ok(Ingested { outcome, version: meta.version.clone(), chunk_count, notes: Vec::new() })
     }
 
     /// Makes `version` the only current version and removes every other one.
@@ -536,10 +551,55 @@ impl Pipeline {
     }
 }
 
+/// The checks that need no store (size, checksum), loading, and the resolved metadata.
+/// `doc_id_out` follows the best doc_id known so far, for the report of a failure.
+pub(crate) fn prepare(
+    options: &IngestOptions,
+    document: SourceDocument,
+    doc_id_out: &mut String,
+) -> Result<Prepared, IngestError> {
+    let SourceDocument { file_name, media_type, metadata, sidecar, content, expected_sha256 } = document;
+    let limit = options.limits.max_document_bytes;
+    if content.len() as u64 > limit {
+        return Err(IngestError::invalid(
+            "content",
+            format!("{} bytes is over the limit of {limit} bytes per document", content.len()),
+        ));
+    }
+    if let Some(expected) = expected_sha256.map(|s| s.trim().to_lowercase()).filter(|s| !s.is_empty()) {
+        let actual = hex::encode(Sha256::digest(&content));
+        if actual != expected {
+            return Err(IngestError::invalid(
+                "end.sha256",
+                format!("the content's sha256 is {actual}, not the {expected} that was sent"),
+            ));
+        }
+    }
+    let media = MediaType::detect(&file_name, media_type.as_deref())?;
+    let loaded = loaders::load(media, &content)?;
+    let text = loaded.normalised_text();
+    let content_sha256 = hex::encode(Sha256::digest(text.as_bytes()));
+    let merged = metadata.or(loaded.front_matter.clone().unwrap_or_default()).or(sidecar.unwrap_or_default());
+    if let Some(doc_id) = merged.doc_id.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+        doc_id_out.replace_range(.., doc_id);
+    }
+    let meta = metadata::resolve(
+        merged,
+        ResolveContext {
+            file_name: &file_name,
+            title_hint: loaded.title_hint.as_deref(),
+            content_sha256: &content_sha256,
+            known_regions: &options.known_regions,
+        },
+    )?;
+    doc_id_out.clone_from(&meta.doc_id);
+    Ok(Prepared { loaded, meta, content_sha256 })
+}
+
 /// The report of a failed document, logged.
 fn failed(doc_id: String, file_name: String, err: IngestError) -> DocumentReport {
     tracing::info!(%doc_id, %file_name, error = %err, "document failed");
-    DocumentReport { doc_id, file_name, result: Err(ServiceError::from(err)) }
+    DocumentReport::failed(doc_id, file_name, ServiceError::from(err))
 }
 
 /// A version label names one content: reusing it for other content would mix two documents' chunks.

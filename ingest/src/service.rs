@@ -9,7 +9,7 @@
 use crate::{
     catalog::{self, ListQuery, StoredDocument},
     error::IngestError,
-    pipeline::{DocumentReport, IngestOptions, Outcome, Pipeline, Staged},
+    pipeline::{DocumentReport, IngestOptions, Outcome, Pipeline, Run, Staged},
     upload::{self, Finished, OpenDocument, Sidecars},
 };
 use rudder_core::{Embedder, ServiceError, VectorStore, store::ChunkPayload};
@@ -116,9 +116,11 @@ impl WriteBehind {
 }
 
 /// One upload stream's state: the document being received, sidecars waiting for their document, what
-/// was reported so far, and the write running behind the stream.
+/// was reported so far, the doc_ids of the run (two files with one doc_id fail), and the write running
+/// behind the stream.
 #[derive(Debug, Default)]
 struct Upload {
+    run: Arc<Run>,
     open: Option<OpenDocument>,
     sidecars: Sidecars,
     results: Vec<DocumentResult>,
@@ -139,14 +141,11 @@ impl Upload {
             self.report(previous);
         }
         if let Some(document) = self.open.take() {
-            self.report(DocumentReport {
-                doc_id: document.start.metadata.map(|m| m.doc_id).unwrap_or_default(),
-                file_name: document.start.file_name,
-                result: Err(ServiceError::invalid(
-                    "end",
-                    "the stream ended before this document's DocumentEnd",
-                )),
-            });
+            self.report(DocumentReport::failed(
+                document.start.metadata.map(|m| m.doc_id).unwrap_or_default(),
+                document.start.file_name,
+                ServiceError::invalid("end", "the stream ended before this document's DocumentEnd"),
+            ));
         }
         for report in std::mem::take(&mut self.sidecars).unused() {
             self.report(report);
@@ -174,7 +173,7 @@ fn with_stored(failure: Status, results: &[DocumentResult]) -> Status {
 
 /// The report of a document whose blocking task died before it answered.
 fn unfinished(file_name: String, err: ServiceError) -> DocumentReport {
-    DocumentReport { doc_id: String::new(), file_name, result: Err(err) }
+    DocumentReport::failed(String::new(), file_name, err)
 }
 
 fn document_result(report: DocumentReport, summary: &mut IngestSummary) -> DocumentResult {
@@ -184,6 +183,7 @@ fn document_result(report: DocumentReport, summary: &mut IngestSummary) -> Docum
         Ok(ingested) => {
             out.version = ingested.version;
             out.chunk_count = ingested.chunk_count;
+            out.notes = ingested.notes;
             match ingested.outcome {
                 Outcome::Ingested => {
                     summary.ingested += 1;
@@ -338,7 +338,8 @@ impl IngestServiceImpl {
                         Finished::Failed(report) => report,
                         Finished::Document(source) => {
                             let file_name = source.file_name.clone();
-                            match self.blocking(move |pipeline| Ok(pipeline.stage(*source))).await {
+                            let run = Arc::clone(&upload.run);
+                            match self.blocking(move |pipeline| Ok(pipeline.stage(*source, &run))).await {
                                 Ok(staged) => {
                                     // Written while the stream goes on; the document before it is
                                     // reported now.

@@ -51,14 +51,12 @@ impl OpenDocument {
         end: DocumentEnd,
         limit: u64,
         sidecars: &mut Sidecars,
-    ) -> Result<SourceDocument, DocumentReport> {
+    ) -> Result<SourceDocument, Box<DocumentReport>> {
         let DocumentStart { metadata, file_name, media_type, size_bytes } = self.start;
         let DocumentEnd { sha256 } = end;
         let metadata = partial_metadata(metadata.unwrap_or_default());
-        let fail = |metadata: &PartialMetadata, file_name: String, err: ServiceError| DocumentReport {
-            doc_id: metadata.doc_id.clone().unwrap_or_default(),
-            file_name,
-            result: Err(err),
+        let fail = |metadata: &PartialMetadata, file_name: String, err: ServiceError| {
+            Box::new(DocumentReport::failed(metadata.doc_id.clone().unwrap_or_default(), file_name, err))
         };
         // The sidecar is claimed first, even for a document that fails: it did describe this one, and
         // left unclaimed it would be reported as describing none.
@@ -103,7 +101,7 @@ pub(crate) fn finish(open: OpenDocument, end: DocumentEnd, limit: u64, sidecars:
     }
     match open.finish(end, limit, sidecars) {
         Ok(document) => Finished::Document(Box::new(document)),
-        Err(report) => Finished::Failed(report),
+        Err(report) => Finished::Failed(*report),
     }
 }
 
@@ -138,13 +136,12 @@ impl Sidecars {
     pub(crate) fn unused(self) -> Vec<DocumentReport> {
         self.pending
             .into_values()
-            .map(|(file_name, _)| DocumentReport {
-                doc_id: String::new(),
-                result: Err(ServiceError::invalid(
+            .map(|(file_name, _)| {
+                let err = ServiceError::invalid(
                     "file_name",
                     format!("sidecar {file_name} describes no document sent after it in this upload"),
-                )),
-                file_name,
+                );
+                DocumentReport::failed(String::new(), file_name, err)
             })
             .collect()
     }

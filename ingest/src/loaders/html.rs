@@ -55,7 +55,12 @@ pub(super) fn load(text: &str) -> LoadedDocument {
         Block::Heading { level: 1, text } => Some(text.clone()),
         _ => None,
     });
-    LoadedDocument { blocks: walker.blocks, front_matter: None, title_hint: h1.or(title_hint) }
+    LoadedDocument {
+        blocks: walker.blocks,
+        front_matter: None,
+        title_hint: h1.or(title_hint),
+        notes: Vec::new(),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

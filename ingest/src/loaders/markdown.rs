@@ -1,15 +1,20 @@
-//! Markdown: front matter (TOML between `+++` lines, or simple YAML between `---` lines), then the
-//! CommonMark body read with pulldown-cmark into headings, paragraphs, list items (numbered as in the
-//! source), table rows (`cell | cell`) and code blocks. Raw HTML inside Markdown is dropped.
+//! Markdown: front matter (see [`crate::front_matter`]), then the CommonMark body read with
+//! pulldown-cmark into headings, paragraphs, list items (numbered as in the source), table rows
+//! (`cell | cell`) and code blocks. What a reader of the rendered page would not see is dropped: raw
+//! HTML tags (their text stays), link and image targets (the link text stays, also for a link the
+//! parser could not read, such as `[text](url with spaces)`), and template placeholders
+//! (`{{ site.email }}`, `{% include x %}`: Liquid, Jinja, Hugo), which are removed before parsing so
+//! that `[contact us]({{ site.email }})` reads as the link text "contact us".
 
 use super::{Block, LoadedDocument, collapse_whitespace};
-use crate::{error::IngestError, metadata::PartialMetadata};
+use crate::{error::IngestError, front_matter, metadata::PartialMetadata};
 use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag, TagEnd};
 
 pub(super) fn load(text: &str) -> Result<LoadedDocument, IngestError> {
-    let (front_matter, body) = split_front_matter(text)?;
+    let (front_matter, body) = front_matter::split(text)?;
+    let body = drop_placeholders(body);
     let mut builder = Builder::default();
-    for event in Parser::new_ext(body, Options::ENABLE_TABLES | Options::ENABLE_TASKLISTS) {
+    for event in Parser::new_ext(&body, Options::ENABLE_TABLES | Options::ENABLE_TASKLISTS) {
         builder.event(event);
     }
     builder.flush();
@@ -17,42 +22,79 @@ pub(super) fn load(text: &str) -> Result<LoadedDocument, IngestError> {
         Block::Heading { level: 1, text } => Some(text.clone()),
         _ => None,
     });
-    Ok(LoadedDocument { blocks: builder.blocks, front_matter, title_hint })
+    let notes = front_matter.as_ref().and_then(front_matter::FrontMatter::note).into_iter().collect();
+    Ok(LoadedDocument {
+        blocks: builder.blocks,
+        front_matter: front_matter.map(|front| front.metadata),
+        title_hint,
+        notes,
+    })
 }
 
 /// The front matter of a Markdown text, if it has any (what a client merges before uploading).
 pub(crate) fn front_matter(text: &str) -> Result<Option<PartialMetadata>, IngestError> {
-    Ok(split_front_matter(text)?.0)
+    Ok(front_matter::split(text)?.0.map(|front| front.metadata))
 }
 
-/// Front matter and the rest. Front matter must open on the first line; an unclosed block is an error
-/// rather than silently becoming body text.
-fn split_front_matter(text: &str) -> Result<(Option<PartialMetadata>, &str), IngestError> {
-    for fence in ["+++", "---"] {
-        let Some(rest) =
-            text.strip_prefix(fence).and_then(|r| r.strip_prefix('\n').or(r.strip_prefix("\r\n")))
-        else {
-            continue;
-        };
-        let mut offset = 0;
-        for line in rest.split_inclusive('\n') {
-            if line.trim_end() == fence {
-                let (inner, body) = (&rest[..offset], &rest[offset + line.len()..]);
-                let meta = if fence == "+++" {
-                    PartialMetadata::from_toml(inner, "front matter")?
-                } else {
-                    PartialMetadata::from_yaml_front_matter(inner)?
-                };
-                return Ok((Some(meta), body));
+/// `text` without template placeholders: `{{ ... }}` and `{% ... %}`, each possibly over several
+/// lines but not past a blank line. An opening without its closing is left as it is (it is text, not
+/// a template).
+pub(crate) fn drop_placeholders(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open..];
+        let close = match after.get(..2) {
+            Some("{{") => "}}",
+            Some("{%") => "%}",
+            _ => {
+                out.push_str(&rest[..=open]);
+                rest = &rest[open + 1..];
+                continue;
             }
-            offset += line.len();
+        };
+        let paragraph_end = after[2..].find("\n\n").unwrap_or(usize::MAX);
+        match after[2..].find(close).filter(|&end| end < paragraph_end) {
+            Some(end) => {
+                out.push_str(&rest[..open]);
+                rest = &after[2 + end + close.len()..];
+            }
+            None => {
+                out.push_str(&rest[..open + 2]);
+                rest = &after[2..];
+            }
         }
-        return Err(IngestError::invalid(
-            "metadata",
-            format!("front matter opened with {fence} is never closed"),
-        ));
     }
-    Ok((None, text))
+    out.push_str(rest);
+    out
+}
+
+/// `text` with every `[label](target)` left in it (a link the parser did not take, its target
+/// unreadable) reduced to its label.
+fn drop_link_targets(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find('[') {
+        let link = rest[open + 1..].find("](").and_then(|label_end| {
+            let label = &rest[open + 1..open + 1 + label_end];
+            let target_start = open + 1 + label_end + 2;
+            let target_end = rest[target_start..].find(')')?;
+            (!label.contains('[')).then_some((label, target_start + target_end + 1))
+        });
+        match link {
+            Some((label, end)) => {
+                out.push_str(&rest[..open]);
+                out.push_str(label);
+                rest = &rest[end..];
+            }
+            None => {
+                out.push_str(&rest[..=open]);
+                rest = &rest[open + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -150,8 +192,10 @@ impl Builder {
         let raw = std::mem::take(&mut self.buf);
         let text = match kind {
             Pending::Code => raw.trim().to_owned(),
-            Pending::Row => collapse_whitespace(&raw).trim_end_matches(['|', ' ']).to_owned(),
-            _ => collapse_whitespace(&raw),
+            Pending::Row => {
+                collapse_whitespace(&drop_link_targets(&raw)).trim_end_matches(['|', ' ']).to_owned()
+            }
+            _ => collapse_whitespace(&drop_link_targets(&raw)),
         };
         if text.is_empty() {
             return;

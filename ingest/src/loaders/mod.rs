@@ -94,6 +94,9 @@ pub struct LoadedDocument {
     pub front_matter: Option<PartialMetadata>,
     /// A title found in the document (first top-level heading, HTML `<title>`, PDF info title).
     pub title_hint: Option<String>,
+    /// What loading left out that the user may want to know (front matter keys rudder does not use);
+    /// shown with the document's result, never a failure.
+    pub notes: Vec<String>,
 }
 
 impl LoadedDocument {

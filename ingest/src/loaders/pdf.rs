@@ -40,7 +40,7 @@ pub(super) fn load(bytes: &[u8]) -> Result<LoadedDocument, IngestError> {
         Block::Heading { level: 1, text } => Some(text.clone()),
         _ => None,
     });
-    Ok(LoadedDocument { blocks, front_matter: None, title_hint })
+    Ok(LoadedDocument { blocks, front_matter: None, title_hint, notes: Vec::new() })
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -3,7 +3,7 @@
 use super::{Block, LoadedDocument, collapse_whitespace};
 
 pub(super) fn load(text: &str) -> LoadedDocument {
-    LoadedDocument { blocks: paragraphs(text), front_matter: None, title_hint: None }
+    LoadedDocument { blocks: paragraphs(text), front_matter: None, title_hint: None, notes: Vec::new() }
 }
 
 /// Blank-line separated paragraphs, whitespace collapsed.

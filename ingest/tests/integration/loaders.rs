@@ -133,10 +133,14 @@ fn yaml_front_matter_and_plain_text() {
     assert_eq!(front.title.as_deref(), Some("FAQ"));
     assert_eq!(front.regions, vec!["us", "uk"]);
     assert_eq!(front.tags, vec!["faq", "help"]);
-    let bad = "---\ncolour: blue\n---\nBody text here.\n";
+    // A key rudder does not use is left out with a note, not an error.
+    let unknown = "---\ncolour: blue\n---\nBody text here.\n";
+    let document = loaders::load(MediaType::Markdown, unknown.as_bytes()).unwrap();
+    assert_eq!(document.notes, ["ignored front matter keys: colour"]);
+    let bad = "---\ntitle: \"FAQ\ncolour: blue\n---\nBody text here.\n";
     let (field, reason) = invalid_field(loaders::load(MediaType::Markdown, bad.as_bytes()).unwrap_err());
     assert_eq!(field, "metadata");
-    assert!(reason.contains("colour"), "{reason}");
+    assert!(reason.contains("front matter line 2"), "{reason}");
     let text = loaders::load(MediaType::PlainText, b"First  paragraph\nwraps.\n\n\nSecond one.").unwrap();
     assert_eq!(text.normalised_text(), "First paragraph wraps.\n\nSecond one.");
 }
@@ -173,12 +177,12 @@ fn metadata_merges_in_proto_order_and_validates() {
     assert_eq!(meta.language, "en");
     // Sidecar alone: its TOML date becomes the version label.
     assert_eq!(metadata::resolve(sidecar, cx).unwrap().version, "2026-01-31");
-    // Defaults: doc_id from the file stem, version from the content hash.
+    // Defaults: doc_id from the file's path without its extension, version from the content hash.
     let minimal = PartialMetadata { regions: vec!["eu".into()], ..Default::default() };
     let meta = metadata::resolve(minimal, cx).unwrap();
     assert_eq!(
         (meta.doc_id.as_str(), meta.version.as_str(), meta.version_given),
-        ("returns", "abcdef012345", false)
+        ("x/returns", "abcdef012345", false)
     );
     // An unknown region is NOT_FOUND listing the known ones, no region an invalid argument.
     let fr = PartialMetadata { regions: vec!["fr".into()], ..Default::default() };

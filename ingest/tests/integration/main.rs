@@ -1,13 +1,17 @@
 //! rudder-ingest's integration tests, one binary: the loaders on the sample corpus and on broken
-//! input, the chunker against the real all-MiniLM-L6-v2 tokenizer, the pipeline into a real
+//! input, front matter and document identity as real sites have them, the Basecamp policies corpus
+//! ingested whole, the chunker against the real all-MiniLM-L6-v2 tokenizer, the pipeline into a real
 //! qdrant-edge store in a temporary directory (also as `rudder ingest --local` runs it), and
 //! IngestService over real tonic on 127.0.0.1:0.
 //! Models come from `RUDDER_MODELS_DIR` (default `~/.cache/rudder/models`, filled by `make models`).
 // Fixtures panic with the error: in a test binary that is the failing test's message.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod basecamp;
 mod chunker;
 mod crash;
+mod front_matter;
+mod identity;
 mod loaders;
 mod local;
 mod pipeline;

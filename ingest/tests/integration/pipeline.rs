@@ -189,11 +189,11 @@ fn one_batch_naming_a_document_again_and_again_sees_each_earlier_write_in_turn()
     let (_dir, store) = store();
     let pipeline = pipeline(&store, IngestOptions::new(regions()));
     let before = rudder_core::time::unix_now();
-    let unreadable = DocumentReport {
-        doc_id: String::new(),
-        file_name: "gone.md".into(),
-        result: Err(ServiceError::invalid("file", "no such file")),
-    };
+    let unreadable = DocumentReport::failed(
+        String::new(),
+        "gone.md".into(),
+        ServiceError::invalid("file", "no such file"),
+    );
     // Planned, embedded and written on different threads at once: each must still decide on what the
     // one before it left in the store.
     let entries = vec![

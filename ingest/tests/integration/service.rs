@@ -342,3 +342,65 @@ async fn one_document_sent_again_in_a_stream_sees_its_earlier_write() {
     assert!(got.passages.iter().any(|p| p.text.contains("three days")), "{:?}", got.passages);
     assert!(got.passages.iter().all(|p| !p.text.contains("two days")), "{:?}", got.passages);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_named_by_their_path_are_listed_got_and_deleted_by_it() {
+    let mut server = serve(IngestOptions::new(regions())).await;
+    let site = tempfile::tempdir().unwrap();
+    for (name, text) in [
+        (
+            "refund/index.md",
+            "---\ntitle: Refunds\ndescription: How we refund\n---\n# Refunds\n\nWithin 30 days.\n",
+        ),
+        ("refund/hey/index.md", "# HEY refunds\n\nWithin 14 days.\n"),
+    ] {
+        let path = site.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    let files = client::find_documents(&[site.path().to_owned()], &WalkOptions::default()).unwrap().files;
+    let flags = PartialMetadata { regions: vec!["us".into()], ..Default::default() };
+    let response = client::upload_files(&mut server.client, files, flags, |_, _, _| {}).await.unwrap();
+    let results: Vec<_> =
+        response.results.iter().map(|r| (r.doc_id.as_str(), r.file_name.as_str())).collect();
+    assert_eq!(results, [("refund/hey", "refund/hey/index.md"), ("refund", "refund/index.md")]);
+    // The ignored front matter key travels with the result and shows in the table.
+    assert_eq!(response.results[1].notes, ["ignored front matter keys: description"]);
+    assert!(client::summary_table(&response).contains("ignored front matter keys: description"));
+
+    let listed = server.client.list_documents(ListDocumentsRequest::default()).await.unwrap().into_inner();
+    let ids: Vec<_> = listed.documents.iter().map(|d| d.metadata.as_ref().unwrap().doc_id.as_str()).collect();
+    assert_eq!(ids, ["refund", "refund/hey"]);
+    let got = server
+        .client
+        .get_document(GetDocumentRequest { doc_id: "refund/hey".into(), include_passages: true })
+        .await
+        .unwrap()
+        .into_inner();
+    let meta = got.document.unwrap().metadata.unwrap();
+    assert_eq!((meta.doc_id.as_str(), meta.source.as_str()), ("refund/hey", "refund/hey/index.md"));
+    assert!(got.passages.iter().all(|p| p.document.as_ref().unwrap().doc_id == "refund/hey"));
+    assert!(got.passages.iter().any(|p| p.text.contains("14 days")), "{:?}", got.passages);
+
+    let deleted = server
+        .client
+        .delete_document(DeleteDocumentRequest { doc_id: "refund/hey".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(deleted.chunks_deleted > 0);
+    let gone = server
+        .client
+        .get_document(GetDocumentRequest { doc_id: "refund/hey".into(), include_passages: false })
+        .await
+        .unwrap_err();
+    assert_eq!(gone.code(), Code::NotFound);
+    // Deleting one path's document leaves the one above it.
+    let kept = server
+        .client
+        .get_document(GetDocumentRequest { doc_id: "refund".into(), include_passages: false })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(kept.document.unwrap().chunk_count > 0);
+}

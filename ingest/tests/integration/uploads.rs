@@ -29,6 +29,7 @@ fn include_and_exclude_globs_narrow_the_walk() {
     let options = WalkOptions {
         include: vec!["uk/**".into(), "shared/*.md".into()],
         exclude: vec!["**/loyalty-*".into()],
+        ..WalkOptions::default()
     };
     let mut names = names(&client::collect_files(&[corpus_dir()], &options).unwrap());
     names.sort();
@@ -43,8 +44,10 @@ fn include_and_exclude_globs_narrow_the_walk() {
             "warranty-uk.md"
         ]
     );
-    let err =
-        client::collect_files(&[corpus_dir()], &WalkOptions { include: vec!["[".into()], exclude: vec![] });
+    let err = client::collect_files(
+        &[corpus_dir()],
+        &WalkOptions { include: vec!["[".into()], ..WalkOptions::default() },
+    );
     assert!(matches!(err, Err(client::ClientError::Glob { .. })));
     let missing = client::collect_files(&[corpus_dir().join("nope")], &WalkOptions::default());
     assert!(matches!(missing, Err(client::ClientError::File { .. })));
