@@ -165,25 +165,65 @@ fn prompts_train_reports_a_malformed_line_then_trains_exports_and_imports_a_soft
 fn ingest_local_stores_documents_without_a_server_and_a_second_run_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let docs = dir.path().join("docs");
-    std::fs::create_dir_all(&docs).unwrap();
+    std::fs::create_dir_all(docs.join("help")).unwrap();
     std::fs::write(
         docs.join("returns.md"),
         "+++\ndoc_id = \"returns-test\"\ntitle = \"Returns\"\nregions = [\"uk\"]\nversion = \"1\"\n+++\n\n# Returns\n\n## Window\n\nReturn items within 28 days.\n",
     )
     .unwrap();
+    std::fs::write(
+        docs.join("help/index.md"),
+        "---\ntitle: Help\nlayout: page\nregions: [uk]\n---\n# Help\n\nAsk [us]({{ site.email }}).\n",
+    )
+    .unwrap();
     std::fs::write(docs.join("notes.txt"), "No metadata anywhere.").unwrap();
+    std::fs::write(docs.join("LICENSE.md"), "# License\n\nNot policy.\n").unwrap();
     let data_dir = dir.path().join("data");
-    let run = || {
-        let output =
-            rudder(&["ingest", "--local"]).arg(&docs).arg("--data-dir").arg(&data_dir).output().unwrap();
-        assert!(output.status.success(), "{}", stderr_of(&output));
-        String::from_utf8_lossy(&output.stdout).into_owned()
+    let ingest = |extra: &[&str]| {
+        rudder(&["ingest", "--local"])
+            .args(extra)
+            .arg(&docs)
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .output()
+            .unwrap()
     };
-    let first = run();
+
+    // A dry run shows ids, titles and chunk counts, and what would fail, and stores nothing.
+    let dry = ingest(&["--dry-run", "--allow-partial"]);
+    let table = String::from_utf8_lossy(&dry.stdout).into_owned();
+    assert!(dry.status.success(), "{}", stderr_of(&dry));
+    let help_row = table.lines().find(|l| l.starts_with("help ")).unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        help_row.contains(" 1  Help") && help_row.contains("ignored front matter keys: layout"),
+        "{table}"
+    );
+    assert!(table.contains("returns-test") && table.contains("nothing was stored"), "{table}");
+
+    // A failed document makes the exit status non-zero, and leads the table.
+    let failed = ingest(&[]);
+    let first = String::from_utf8_lossy(&failed.stdout).into_owned();
+    assert!(!failed.status.success(), "exit {:?}\n{first}", failed.status);
+    let error = stderr_of(&failed);
+    assert!(error.contains("1 of 3 documents failed") && error.contains("notes.txt"), "{error}");
+    assert!(error.contains("--allow-partial"), "{error}");
+    assert!(first.contains("skipped as boilerplate") && first.contains("LICENSE.md"), "{first}");
+    let rows: Vec<&str> = first.lines().skip_while(|l| !l.starts_with("DOCUMENT")).skip(1).collect();
+    assert!(
+        rows[0].starts_with("notes.txt") && rows[0].contains("FAILED") && rows[0].contains("regions"),
+        "{first}"
+    );
     assert!(first.contains("returns-test") && first.contains("ingested"), "{first}");
-    assert!(first.contains("notes.txt") && first.contains("FAILED") && first.contains("regions"), "{first}");
-    let second = run();
-    assert!(second.contains("unchanged"), "the same content again is a no-op: {second}");
+    assert!(first.lines().any(|l| l.starts_with("help ") && l.contains("ingested")), "{first}");
+
+    // Partial success allowed: exit 0; the same content again is a no-op.
+    let second = ingest(&["--allow-partial"]);
+    assert!(second.status.success(), "{}", stderr_of(&second));
+    let second = String::from_utf8_lossy(&second.stdout).into_owned();
+    assert!(
+        second.contains("unchanged") && !second.contains("ingested "),
+        "the same content again is a no-op: {second}"
+    );
 }
 
 #[test]
