@@ -7,6 +7,7 @@
 //! `bundle.toml`:
 //! ```toml
 //! system_text = "You are ..."
+//! handover_text = "..."              # optional; said when the policies do not answer the question
 //! description = "..."                # optional
 //! published_by = "alice"             # optional; written by PublishBundle
 //! published_at = "2026-11-21T10:00:00Z"
@@ -51,6 +52,8 @@ pub enum BundleFileError {
 #[serde(deny_unknown_fields)]
 pub(crate) struct BundleFile {
     pub system_text: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub handover_text: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -240,6 +243,7 @@ pub fn read_version(dir: &Path, key: &BundleKey, version: u32) -> Result<Version
         key: key.clone(),
         version,
         system_text: file.system_text,
+        handover_text: file.handover_text,
         policy_prefix: artifact_ref(Kind::Prefix),
         tone_soft_prompt: artifact_ref(Kind::SoftPrompt),
         retrieval_regions,

@@ -530,6 +530,7 @@ fn write_version(
     let nonzero_f32 = |v: f32| (v != 0.0).then_some(v);
     let file = BundleFile {
         system_text: spec.system_text.clone(),
+        handover_text: spec.handover_text.trim().to_owned(),
         description: spec.description.clone(),
         published_by: spec.actor.clone(),
         published_at: rudder_core::time::now_rfc3339(),
@@ -583,6 +584,7 @@ impl v1::prompt_service_server::PromptService for PromptServiceImpl {
                 version: b.version,
             }),
             system_text: b.system_text.clone(),
+            handover_text: b.handover_text.clone(),
             policy_prefix: artifact(Kind::Prefix),
             tone_soft_prompt: artifact(Kind::SoftPrompt),
             retrieval_regions: b.retrieval_regions.clone(),

@@ -74,6 +74,9 @@ pub struct Bundle {
     pub key: BundleKey,
     pub version: u32,
     pub system_text: String,
+    /// What an answer says when the policies do not answer the question (the region's voice); empty:
+    /// the service's default.
+    pub handover_text: String,
     pub policy_prefix: Option<ArtifactRef>,
     pub tone_soft_prompt: Option<ArtifactRef>,
     /// The region whose documents retrieval may return: at most one (loading and publishing refuse

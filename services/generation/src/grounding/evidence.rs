@@ -1,0 +1,299 @@
+//! Evidence selection: which sentences of the retrieved passages decide the question. Each sentence
+//! is scored by meaning (cosine of the embedding model's vectors for the question and for the
+//! sentence under its headings) and by words (the question's content words it shares, weighted by
+//! how rare they are among the candidate sentences); the best few are the evidence. Without an
+//! embedder the word score alone ranks.
+
+use std::collections::{BTreeMap, HashSet};
+
+use rudder_core::{Embedder, Passage};
+
+use super::sentences::{Span, sentences};
+
+/// Sentences given to the model at most.
+pub const MAX_EVIDENCE: usize = 3;
+/// A sentence joins the evidence when its score is within this of the best one's.
+const KEEP_WITHIN: f32 = 0.08;
+/// Weight of the word score (0..1) next to the cosine (-1..1).
+const WORD_WEIGHT: f32 = 0.25;
+/// Bonus for a sentence of the first retrieved passage, halved for the second, and so on: hybrid
+/// retrieval ranked whole passages with more context than one sentence has.
+const RANK_BONUS: f32 = 0.06;
+
+/// One chosen sentence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvidenceSentence {
+    /// Index into the passages it was chosen from (0-based; marker `passage + 1`).
+    pub passage: usize,
+    pub span: Span,
+    pub text: String,
+    pub score: f32,
+    /// The cosine part of the score (0 without an embedder).
+    pub similarity: f32,
+    /// The share of the question's content words (by rarity) the sentence or its headings hold.
+    pub coverage: f32,
+}
+
+/// The evidence for one question, best first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Evidence {
+    pub sentences: Vec<EvidenceSentence>,
+}
+
+impl Evidence {
+    pub fn best(&self) -> Option<&EvidenceSentence> {
+        self.sentences.first()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("evidence selection: {0}")]
+pub struct EvidenceError(pub String);
+
+/// Chooses the evidence for `question` among the sentences of `passages`.
+pub fn select(
+    question: &str,
+    passages: &[Passage],
+    embedder: Option<&dyn Embedder>,
+) -> Result<Evidence, EvidenceError> {
+    let candidates: Vec<(usize, Span)> = passages
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| sentences(&p.text).into_iter().map(move |span| (i, span)))
+        .collect();
+    if candidates.is_empty() {
+        return Ok(Evidence::default());
+    }
+    let headings: Vec<Vec<String>> = passages.iter().map(|p| terms(&heading_text(p))).collect();
+    let sentence_terms: Vec<Vec<String>> =
+        candidates.iter().map(|(i, span)| terms(span.of(&passages[*i].text))).collect();
+    let question_terms = unique(terms(question));
+    let rarity = rarity(&question_terms, &sentence_terms);
+    let total: f32 = rarity.values().sum();
+
+    let similarities = match embedder {
+        Some(embedder) => {
+            let texts: Vec<String> = candidates
+                .iter()
+                .map(|(i, span)| format!("{}: {}", heading_text(&passages[*i]), span.of(&passages[*i].text)))
+                .collect();
+            let query = embedder.embed_query(question).map_err(|err| EvidenceError(err.to_string()))?;
+            let vectors = embedder.embed_documents(&texts).map_err(|err| EvidenceError(err.to_string()))?;
+            vectors.iter().map(|v| cosine(&query.vector, v)).collect()
+        }
+        None => vec![0.0; candidates.len()],
+    };
+
+    let mut scored: Vec<EvidenceSentence> = candidates
+        .iter()
+        .zip(&sentence_terms)
+        .zip(similarities)
+        .map(|(((i, span), words), similarity)| {
+            let held: f32 = question_terms
+                .iter()
+                .map(|t| {
+                    let weight = rarity.get(t).copied().unwrap_or(0.0);
+                    if words.contains(t) {
+                        weight
+                    } else if headings[*i].contains(t) {
+                        weight * 0.5
+                    } else {
+                        0.0
+                    }
+                })
+                .sum();
+            let coverage = if total > 0.0 { held / total } else { 0.0 };
+            EvidenceSentence {
+                passage: *i,
+                span: *span,
+                text: span.of(&passages[*i].text).to_owned(),
+                score: similarity + WORD_WEIGHT * coverage + RANK_BONUS / (1.0 + *i as f32),
+                similarity,
+                coverage,
+            }
+        })
+        .collect();
+    scored.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.passage.cmp(&b.passage)));
+    let best = scored[0].score;
+    let mut chosen: Vec<EvidenceSentence> = Vec::new();
+    for sentence in scored {
+        if chosen.len() >= MAX_EVIDENCE || sentence.score < best - KEEP_WITHIN {
+            break;
+        }
+        // Beyond the best, a sentence sharing none of the question's words is near only by chance.
+        if chosen.iter().any(|c| c.text == sentence.text) || (!chosen.is_empty() && sentence.coverage == 0.0)
+        {
+            continue;
+        }
+        chosen.push(sentence);
+    }
+    follow_list_introductions(&mut chosen, &candidates, passages);
+    Ok(Evidence { sentences: chosen })
+}
+
+/// A chosen sentence that introduces a list ("You can return an item if:") says nothing alone: the
+/// line after it comes too.
+fn follow_list_introductions(
+    chosen: &mut Vec<EvidenceSentence>,
+    candidates: &[(usize, Span)],
+    passages: &[Passage],
+) {
+    let mut extra = Vec::new();
+    for sentence in chosen.iter() {
+        if !sentence.text.trim_end().ends_with(':') {
+            continue;
+        }
+        let next = candidates
+            .iter()
+            .position(|c| *c == (sentence.passage, sentence.span))
+            .and_then(|at| candidates.get(at + 1));
+        if let Some(&(passage, span)) = next.filter(|(p, _)| *p == sentence.passage) {
+            let text = span.of(&passages[passage].text).to_owned();
+            if !chosen.iter().any(|c| c.text == text) {
+                extra.push(EvidenceSentence { passage, span, text, ..sentence.clone() });
+            }
+        }
+    }
+    chosen.extend(extra);
+}
+
+/// The passage's title and headings, as one line.
+pub fn heading_text(passage: &Passage) -> String {
+    let section = passage.section();
+    if section.is_empty() { passage.title.clone() } else { format!("{} > {section}", passage.title) }
+}
+
+/// How rare each question word is among the candidate sentences (inverse document frequency,
+/// smoothed so a word in every sentence still counts a little).
+fn rarity(question_terms: &[String], sentence_terms: &[Vec<String>]) -> BTreeMap<String, f32> {
+    let n = sentence_terms.len() as f32;
+    question_terms
+        .iter()
+        .map(|t| {
+            let df = sentence_terms.iter().filter(|words| words.contains(t)).count() as f32;
+            (t.clone(), ((n + 1.0) / (df + 0.5)).ln().max(0.1))
+        })
+        .collect()
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let denominator = norm(a) * norm(b);
+    if denominator > 0.0 { dot / denominator } else { 0.0 }
+}
+
+fn unique(words: Vec<String>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    words.into_iter().filter(|w| seen.insert(w.clone())).collect()
+}
+
+const STOP_WORDS: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "been", "but", "by", "can", "could", "do", "does", "did",
+    "for", "from", "get", "got", "had", "has", "have", "hi", "hello", "how", "i", "if", "im", "in", "is",
+    "it", "its", "just", "me", "my", "of", "on", "or", "our", "please", "so", "that", "the", "their", "them",
+    "then", "there", "these", "they", "this", "to", "u", "us", "was", "we", "were", "what", "when", "where",
+    "which", "who", "why", "will", "with", "would", "you", "your", "yours", "want", "need", "know", "thanks",
+    "thank", "any", "about", "all", "am", "also", "still", "some", "ok", "okay", "pls", "hey", "ur",
+];
+
+/// Customer words and the policy words they mean: each group's words count as its first.
+const SAME_MEANING: [&[&str]; 9] = [
+    &["refund", "reimburse", "reimbursement", "moneyback"],
+    &["cost", "fee", "price", "charge", "pay", "payment", "paid", "costs", "much"],
+    &["ship", "shipping", "delivery", "deliver", "postage", "post", "dispatch", "arrive"],
+    &["faulty", "broken", "defect", "defective", "damaged", "broke", "fault"],
+    &["cancel", "cancellation", "cancelled", "canceled"],
+    &["long", "days", "day", "time", "week", "weeks"],
+    &["return", "send", "sending"],
+    &["delete", "deletion", "erase", "remove", "removal"],
+    &["warranty", "guarantee"],
+];
+
+/// Content words of `text`, lower-cased, crudely stemmed, customer words mapped to policy words.
+pub fn terms(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| w.to_lowercase())
+        .filter(|w| {
+            (w.chars().count() > 1 || w.chars().all(|c| c.is_ascii_digit()))
+                && !STOP_WORDS.contains(&w.as_str())
+        })
+        .map(|w| {
+            let stemmed = stem(&w);
+            SAME_MEANING
+                .iter()
+                .find(|group| group.contains(&w.as_str()) || group.contains(&stemmed.as_str()))
+                .map_or(stemmed, |group| group[0].to_owned())
+        })
+        .collect()
+}
+
+fn stem(word: &str) -> String {
+    let n = word.chars().count();
+    if !word.is_ascii() || n <= 3 {
+        return word.to_owned();
+    }
+    for (suffix, replacement, min) in
+        [("ies", "y", 5), ("ing", "", 6), ("ed", "", 5), ("es", "", 5), ("s", "", 4)]
+    {
+        if n >= min && word.ends_with(suffix) && !word.ends_with("ss") {
+            return format!("{}{replacement}", &word[..word.len() - suffix.len()]);
+        }
+    }
+    word.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn passage(title: &str, section: &str, text: &str) -> Passage {
+        Passage {
+            doc_id: title.to_lowercase(),
+            title: title.into(),
+            heading_path: vec![section.into()],
+            text: text.into(),
+            ..Passage::default()
+        }
+    }
+
+    #[test]
+    fn the_sentence_sharing_the_questions_rare_words_is_chosen_first() {
+        let passages = [
+            passage(
+                "Privacy",
+                "Your data",
+                "We keep order records for six years. You can ask us for a copy.",
+            ),
+            passage(
+                "Delivery",
+                "Costs",
+                "Standard delivery costs £3.99. Orders over £50 ship free. Parcels arrive in 3 days.",
+            ),
+        ];
+        let evidence = select("how much is shipping for a £20 order??", &passages, None).unwrap();
+        let best = evidence.best().unwrap();
+        assert_eq!(best.passage, 1);
+        assert!(best.text.contains("£3.99") || best.text.contains("free"), "{best:?}");
+        assert!(evidence.sentences.len() <= MAX_EVIDENCE);
+    }
+
+    #[test]
+    fn a_list_introduction_brings_its_first_item() {
+        let passages = [passage(
+            "Returns",
+            "Conditions",
+            "You can return an item if:\n* it is unworn and has its tags.\n",
+        )];
+        let evidence = select("can i return an item?", &passages, None).unwrap();
+        let texts: Vec<&str> = evidence.sentences.iter().map(|s| s.text.as_str()).collect();
+        assert!(texts.contains(&"it is unworn and has its tags."), "{texts:?}");
+    }
+
+    #[test]
+    fn customer_words_meet_policy_words() {
+        assert_eq!(terms("Refunds shipping costs"), ["refund", "ship", "cost"]);
+        assert_eq!(terms("what's the postage fee"), ["ship", "cost"]);
+    }
+}
