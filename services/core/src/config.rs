@@ -30,6 +30,10 @@ pub struct GenerationConfig {
     pub retrieval_url: String,
     /// Time one remote retrieval may take (connect included).
     pub retrieval_timeout_ms: u64,
+    /// How much of the grounded-answer pipeline runs when a request does not say.
+    pub grounding: crate::grounding::GroundingMode,
+    /// Decline (hand over) when the best evidence sentence scores below this.
+    pub decline_below: f32,
 }
 
 /// Which weights one-token decode steps use.

@@ -1,11 +1,12 @@
-//! rudder-core: the types every other crate agrees on — configuration, the models-directory layout —
-//! and, as the services land, the domain types and seam traits (`Embedder`, `VectorStore`,
-//! `BundleRegistry`). It knows neither gRPC nor any model runtime.
+//! rudder-core: the types every other crate agrees on — configuration, the models-directory layout,
+//! the domain types (passage, citation, bundle) and the seam traits (`Embedder`, `VectorStore`,
+//! `PassageSource`, `BundleRegistry`). It knows neither gRPC nor any model runtime.
 
 pub mod bundle;
 pub mod config;
 pub mod embedding;
 pub mod error;
+pub mod grounding;
 pub mod jsonl;
 pub mod metrics;
 pub mod models;
@@ -18,6 +19,7 @@ pub use bundle::{Bundle, BundleKey, BundleRegistry, GenerationDefaults};
 pub use config::Config;
 pub use embedding::{EmbedError, Embedder, QueryEmbedding};
 pub use error::ServiceError;
+pub use grounding::GroundingMode;
 pub use models::{ModelFiles, ModelsError};
 pub use passage::{Citation, NoRetrieval, Passage, PassageQuery, PassageSource};
 pub use secret::Secret;

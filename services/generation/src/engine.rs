@@ -1,5 +1,7 @@
-//! The model worker: one thread owns the frozen model and the head cache and serves generation jobs
-//! from a bounded queue, one at a time (two cores leave no room for running two decodes at once).
+//! The engine seam ([`InferenceEngine`]: submit a job, read its events, know whether it runs) and
+//! today's engine behind it, the model worker: one thread owns the frozen model and the head cache
+//! and serves generation jobs from a bounded queue, one at a time (two cores leave no room for
+//! running two decodes at once). A batching scheduler would implement the same trait.
 //! Beyond the queue's capacity a job is refused at once (RESOURCE_EXHAUSTED) instead of waiting
 //! unboundedly. Each job carries its own event channel; when the receiver goes away (client
 //! cancelled, deadline passed) decoding stops before the next token.
@@ -55,7 +57,19 @@ pub struct GenerationJob {
     pub question: String,
     pub params: SamplingParams,
     pub received_at: Instant,
+    /// The request's tracing span: the worker's logs for this job sit under it.
+    pub span: tracing::Span,
     pub events: mpsc::Sender<EngineEvent>,
+}
+
+/// What the generation service needs of whatever runs the model. Dropping a job's event receiver
+/// cancels it within one token.
+pub trait InferenceEngine: Send + Sync + std::fmt::Debug {
+    /// Queues a job, or refuses it at once (queue full: RESOURCE_EXHAUSTED; engine gone: UNAVAILABLE).
+    fn submit(&self, job: GenerationJob) -> Result<(), GenerationError>;
+    fn info(&self) -> &ModelInfo;
+    /// False once the engine can take no more work (its worker ended): health says NOT_SERVING.
+    fn is_running(&self) -> bool;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,11 +140,6 @@ impl Engine {
         Ok(Self { jobs, info, capacity: config.queue_capacity })
     }
 
-    /// Queues a job, or refuses it at once when the queue is full.
-    pub fn submit(&self, job: GenerationJob) -> Result<(), GenerationError> {
-        self.queue(Work::Generate(job))
-    }
-
     /// Runs `work` with the model on the worker thread once the jobs queued before it are done, and
     /// returns its result. Queued like a request, so a full queue refuses it the same way.
     pub async fn run_exclusive<T: Send + 'static>(
@@ -150,9 +159,19 @@ impl Engine {
             mpsc::error::TrySendError::Closed(_) => GenerationError::WorkerGone,
         })
     }
+}
 
-    pub fn info(&self) -> &ModelInfo {
+impl InferenceEngine for Engine {
+    fn submit(&self, job: GenerationJob) -> Result<(), GenerationError> {
+        self.queue(Work::Generate(job))
+    }
+
+    fn info(&self) -> &ModelInfo {
         &self.info
+    }
+
+    fn is_running(&self) -> bool {
+        !self.jobs.is_closed()
     }
 }
 
@@ -183,6 +202,8 @@ impl Worker {
             if events.is_closed() {
                 continue; // the client left while the job waited
             }
+            let span = job.span.clone();
+            let _entered = span.enter();
             if let Err(err) = self.generate(job) {
                 tracing::warn!(error = %err, "generation failed");
                 let _ = events.blocking_send(EngineEvent::Failed(Arc::new(err)));
@@ -249,6 +270,7 @@ impl Worker {
         let mut logits: Vec<f32> = logits.squeeze(0)?.to_vec1()?;
         let mut generated: Vec<u32> = Vec::new();
         let mut text = TextStream::new(&job.params.stop);
+        let mut detokenizer = Detokenizer::default();
         let mut first_token_at = None;
         let decode_started = Instant::now();
         let finish_reason = loop {
@@ -263,7 +285,8 @@ impl Worker {
                 break FinishReason::EndOfText;
             }
             generated.push(next);
-            let (delta, stopped) = text.push(&model.tokenizer.decode(&generated)?);
+            let new_text = detokenizer.next(&generated, |tokens| model.tokenizer.decode(tokens))?;
+            let (delta, stopped) = text.push(&new_text);
             if !delta.is_empty() {
                 first_token_at.get_or_insert_with(Instant::now);
                 if job.events.blocking_send(EngineEvent::Delta(delta)).is_err() {
@@ -321,8 +344,37 @@ fn ids(tokens: &[u32]) -> Result<Tensor, GenerationError> {
     Ok(Tensor::new(tokens, &candle_core::Device::Cpu)?.unsqueeze(0)?)
 }
 
-/// Turns the decoded answer-so-far into deltas: holds back an incomplete UTF-8 character and any
-/// tail that could be the start of a stop sequence, and cuts the answer at a stop sequence.
+/// Text for new tokens only: decodes a short window (the tokens since the last emitted text, with
+/// the tokens before them as context) instead of the whole answer at every step. The context
+/// matters: a byte-level BPE token may be half a character, and some decoders drop a leading space
+/// at the start of what they decode; comparing with the context's own text cancels both.
+#[derive(Debug, Default)]
+pub(crate) struct Detokenizer {
+    /// Start of the context tokens.
+    context_start: usize,
+    /// Start of the tokens whose text is not yet returned.
+    unread_start: usize,
+}
+
+impl Detokenizer {
+    pub(crate) fn next<E>(
+        &mut self,
+        tokens: &[u32],
+        decode: impl Fn(&[u32]) -> Result<String, E>,
+    ) -> Result<String, E> {
+        let context = decode(&tokens[self.context_start..self.unread_start])?;
+        let window = decode(&tokens[self.context_start..])?;
+        if window.len() <= context.len() || window.ends_with('\u{FFFD}') || !window.starts_with(&context) {
+            return Ok(String::new()); // mid-character: wait for the next token
+        }
+        self.context_start = self.unread_start;
+        self.unread_start = tokens.len();
+        Ok(window[context.len()..].to_owned())
+    }
+}
+
+/// Turns new answer text into deltas: holds back any tail that could be the start of a stop
+/// sequence, and cuts the answer at a stop sequence.
 #[derive(Debug)]
 pub(crate) struct TextStream {
     stops: Vec<String>,
@@ -335,14 +387,10 @@ impl TextStream {
         Self { stops: stops.to_vec(), emitted: String::new(), pending: String::new() }
     }
 
-    /// Given the whole decoded answer so far, the new text safe to emit, and whether a stop matched.
-    pub(crate) fn push(&mut self, decoded: &str) -> (String, bool) {
-        if decoded.ends_with('\u{FFFD}') || !decoded.starts_with(&self.emitted) {
-            return (String::new(), false); // mid-character: wait for the next token
-        }
-        self.pending = decoded[self.emitted.len()..].to_owned();
-        let unsent = self.pending.clone();
-        let whole = format!("{}{unsent}", self.emitted);
+    /// Given the answer's new text, the text safe to emit, and whether a stop matched.
+    pub(crate) fn push(&mut self, new_text: &str) -> (String, bool) {
+        self.pending.push_str(new_text);
+        let whole = format!("{}{}", self.emitted, self.pending);
         if let Some(cut) = self.stops.iter().filter_map(|stop| whole.find(stop.as_str())).min() {
             let delta = whole[self.emitted.len().min(cut)..cut].to_owned();
             self.emitted = whole[..cut].to_owned();
@@ -382,12 +430,12 @@ fn floor_char_boundary(text: &str, mut index: usize) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::TextStream;
+    use super::{Detokenizer, TextStream};
 
-    fn run(stops: &[&str], steps: &[&str]) -> (Vec<String>, bool, String) {
+    fn run(stops: &[&str], deltas_in: &[&str]) -> (Vec<String>, bool, String) {
         let mut stream = TextStream::new(&stops.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         let mut deltas = Vec::new();
-        for step in steps {
+        for step in deltas_in {
             let (delta, stopped) = stream.push(step);
             deltas.push(delta);
             if stopped {
@@ -402,8 +450,7 @@ mod tests {
 
     #[test]
     fn a_stop_sequence_cuts_the_answer_and_is_never_emitted() {
-        let (deltas, stopped, answer) =
-            run(&["\nQ:"], &["Yes", "Yes.\n", "Yes.\nQ", "Yes.\nQ:", "Yes.\nQ: more"]);
+        let (deltas, stopped, answer) = run(&["\nQ:"], &["Yes", ".\n", "Q", ":", " more"]);
         assert!(stopped);
         assert_eq!(answer, "Yes.");
         assert_eq!(deltas.concat(), "Yes.");
@@ -411,17 +458,34 @@ mod tests {
 
     #[test]
     fn held_back_text_is_released_when_no_stop_follows() {
-        let (deltas, stopped, answer) = run(&["END"], &["it is E", "it is EN", "it is ENOUGH"]);
+        let (deltas, stopped, answer) = run(&["END"], &["it is E", "N", "OUGH"]);
         assert!(!stopped);
         assert_eq!(answer, "it is ENOUGH");
         assert_eq!(deltas.concat(), "it is ENOUGH");
         assert_eq!(deltas[0], "it is ", "the possible start of END waits");
     }
 
+    /// A byte-level decoder: each token is one byte of UTF-8; like some real decoders it drops a
+    /// leading space of what it decodes.
+    fn decode(tokens: &[u32]) -> Result<String, ()> {
+        let bytes: Vec<u8> = tokens.iter().map(|&t| t as u8).collect();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        Ok(text.strip_prefix(' ').map(str::to_owned).unwrap_or(text))
+    }
+
     #[test]
-    fn an_incomplete_character_is_held_back() {
-        let (deltas, _, answer) = run(&[], &["caf\u{FFFD}", "café"]);
-        assert_eq!(deltas, ["", "café"]);
-        assert_eq!(answer, "café");
+    fn new_text_comes_whole_across_split_characters_and_leading_spaces() {
+        let answer = "Oui, café ok";
+        let tokens: Vec<u32> = answer.bytes().map(u32::from).collect();
+        let mut detokenizer = Detokenizer::default();
+        let mut pieces = Vec::new();
+        for n in 1..=tokens.len() {
+            pieces.push(detokenizer.next(&tokens[..n], decode).unwrap());
+        }
+        assert_eq!(pieces.concat(), answer);
+        let e_acute = answer.find('é').unwrap();
+        assert_eq!(pieces[e_acute], "", "half of é waits for its second byte");
+        assert_eq!(pieces[e_acute + 1], "é");
+        assert_eq!(pieces[answer.rfind(' ').unwrap()], " ", "a space after context is kept");
     }
 }

@@ -1,18 +1,36 @@
-//! rudder-generation: answering with the frozen LLM — fusion of steering, passages and question into a
-//! prompt, the head cache, the model worker thread with its bounded queue, sampling, and streaming.
+//! rudder-generation: answering with the frozen LLM.
+//!
+//! | module | owns |
+//! | --- | --- |
+//! | [`validation`] | the request rules: wire request -> [`ValidGenerate`] |
+//! | [`service`] | the request flow, transport-neutral: bundle, passages, grounding, ledger |
+//! | [`grounding`] | evidence selection, verification, quoting and declining |
+//! | [`engine`] | the engine seam ([`InferenceEngine`]) and the single model worker |
+//! | [`fusion`] | what the model reads: steering, system text, passages, question |
+//! | [`grpc`] | the gRPC adapter: conversions and status mapping only |
 
+pub mod answer_eval;
 pub mod engine;
 mod error;
 pub mod feedback;
 pub mod fusion;
+pub mod grounding;
 pub mod grpc;
 pub mod head_cache;
+mod ledger;
 pub mod sampler;
+pub mod service;
 pub mod steering;
+pub mod validation;
 
-pub use engine::{Engine, EngineConfig, EngineEvent, FinishReason, GenerationJob, ModelInfo};
+pub use engine::{
+    Engine, EngineConfig, EngineEvent, FinishReason, GenerationJob, InferenceEngine, ModelInfo,
+};
 pub use error::GenerationError;
 pub use feedback::FeedbackBook;
+pub use grounding::{Grounding, GroundingMode, GroundingPolicy};
 pub use grpc::GenerationServiceImpl;
 pub use sampler::{Sampler, SamplingParams};
+pub use service::{AnswerEvent, CollectedAnswer, FinishedAnswer, GenerationService};
 pub use steering::Steering;
+pub use validation::ValidGenerate;

@@ -9,7 +9,10 @@ use rudder_core::{
     config::{ServiceRole, ServingFormatName, StoreBackend},
 };
 use rudder_embed::{FastembedEmbedder, FastembedOptions};
-use rudder_generation::{Engine, EngineConfig, FeedbackBook, GenerationServiceImpl};
+use rudder_generation::{
+    Engine, EngineConfig, FeedbackBook, GenerationService, GenerationServiceImpl, GroundingPolicy,
+    InferenceEngine,
+};
 use rudder_ingest::{IngestOptions, IngestServiceImpl};
 use rudder_llm::{LoadedModel, ServingFormat};
 use rudder_prompts::{
@@ -107,11 +110,17 @@ impl RunningServer {
                 (Some(retriever), false) => Arc::new(retriever.clone()),
                 (None, false) => Arc::new(NoRetrieval),
             };
+            // Evidence is ranked with the embedding model: the store's, or its own in split mode.
+            let embedder = match &store {
+                Some((_, embedder)) => Arc::clone(embedder),
+                None => load_embedder(&files).await?,
+            };
             let (generation, prompts, watching, registry) =
-                generation_and_prompts(config, &files, passages).await?;
+                generation_and_prompts(config, &files, passages, embedder).await?;
+            watch_engine(Arc::clone(&generation.engine), health.clone());
             metrics_sources.bundles = Some(registry);
             router = router
-                .add_service(GenerationServiceServer::new(generation))
+                .add_service(GenerationServiceServer::new(generation.grpc))
                 .add_service(PromptServiceServer::new(prompts));
             served.extend(["rudder.v1.GenerationService", "rudder.v1.PromptService"]);
             watcher = watching;
@@ -192,11 +201,7 @@ pub async fn open_store(
     config: &Config,
     files: &ModelFiles,
 ) -> anyhow::Result<(Arc<dyn VectorStore>, Arc<dyn Embedder>)> {
-    let files = files.clone();
-    let embedder =
-        tokio::task::spawn_blocking(move || FastembedEmbedder::load(&files, FastembedOptions::default()))
-            .await?
-            .map_err(|err| anyhow::anyhow!("cannot load the embedding model: {err}"))?;
+    let embedder = load_embedder(files).await?;
     let dim = embedder.dim();
     let store: Arc<dyn VectorStore> =
         match config.store.backend {
@@ -225,16 +230,45 @@ pub async fn open_store(
         };
     let ready = Arc::clone(&store);
     tokio::task::spawn_blocking(move || ready.ensure_collection()).await??;
-    Ok((store, Arc::new(embedder)))
+    Ok((store, embedder))
+}
+
+async fn load_embedder(files: &ModelFiles) -> anyhow::Result<Arc<dyn Embedder>> {
+    let files = files.clone();
+    let embedder =
+        tokio::task::spawn_blocking(move || FastembedEmbedder::load(&files, FastembedOptions::default()))
+            .await?
+            .map_err(|err| anyhow::anyhow!("cannot load the embedding model: {err}"))?;
+    Ok(Arc::new(embedder))
+}
+
+/// GenerationService and PromptService go NOT_SERVING once the model engine stops.
+fn watch_engine(engine: Arc<dyn InferenceEngine>, health: HealthReporter) {
+    tokio::spawn(async move {
+        while engine.is_running() {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        tracing::error!("the model engine stopped: generation is NOT_SERVING");
+        for service in ["rudder.v1.GenerationService", "rudder.v1.PromptService"] {
+            health.set_service_status(service, ServingStatus::NotServing).await;
+        }
+    });
+}
+
+/// The generation service as the server holds it: its gRPC adapter and the engine under it.
+pub(crate) struct Generation {
+    pub(crate) grpc: GenerationServiceImpl,
+    engine: Arc<dyn InferenceEngine>,
 }
 
 /// The model worker, the bundle registry, and the two services built on them (generation, prompts);
 /// also the task watching bundle files, when configured, and the registry itself (for the metrics).
-async fn generation_and_prompts(
+pub(crate) async fn generation_and_prompts(
     config: &Config,
     files: &ModelFiles,
     retrieval: Arc<dyn PassageSource>,
-) -> anyhow::Result<(GenerationServiceImpl, PromptServiceImpl, Option<JoinHandle<()>>, Arc<Registry>)> {
+    embedder: Arc<dyn Embedder>,
+) -> anyhow::Result<(Generation, PromptServiceImpl, Option<JoinHandle<()>>, Arc<Registry>)> {
     let model_path = if config.generation.model.as_os_str().is_empty() {
         files.path(ModelFiles::LLM_GGUF)
     } else {
@@ -291,8 +325,19 @@ async fn generation_and_prompts(
     let watcher = (prompts.watch_interval_secs > 0).then(|| {
         tokio::spawn(watch(Arc::clone(&registry), Duration::from_secs(prompts.watch_interval_secs)))
     });
-    let generation =
-        GenerationServiceImpl::new(engine, Arc::clone(&registry) as _, retrieval, Arc::new(feedback));
+    let shared: Arc<dyn InferenceEngine> = Arc::new(engine);
+    let service = GenerationService::new(
+        Arc::clone(&shared),
+        Arc::clone(&registry) as _,
+        retrieval,
+        Arc::new(feedback),
+    )
+    .with_embedder(embedder)
+    .with_grounding(GroundingPolicy {
+        mode: config.generation.grounding,
+        decline_below: config.generation.decline_below,
+    });
+    let generation = Generation { grpc: GenerationServiceImpl::new(service), engine: shared };
     Ok((generation, prompt_service, watcher, registry))
 }
 
