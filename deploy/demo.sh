@@ -42,11 +42,14 @@ echo "Q: ${question}"
 echo
 table=""
 for region in us uk eu; do
-  line="$("$rudder" ask --server "http://${addr}" --region "$region" --max-tokens 120 "$question" | tee /dev/stderr | tail -n 2 | head -n 1)"
+  # Through a file, not `tee /dev/stderr`: that reopens a redirected log and truncates it.
+  "$rudder" ask --server "http://${addr}" --region "$region" --max-tokens 120 "$question" > "$work/answer-$region.txt"
+  cat "$work/answer-$region.txt"
+  line="$(tail -n 2 "$work/answer-$region.txt" | head -n 1)"
   table+="${line}"$'\n'
 done
 echo "== summary =="
-printf '  %s\n' "bundle   time to first token, decode speed, prompt tokens (from the head cache), answer tokens"
+printf '  %s\n' "bundle   grounding, time to first token, decode speed, prompt tokens (from the head cache), answer tokens"
 printf '%s' "$table"
 echo
 echo "== stopping the server (SIGTERM: in-flight requests finish first) =="

@@ -37,6 +37,9 @@ fn uk_question(max_tokens: u32) -> GenerateRequest {
             ),
         ],
         sampling: Some(SamplingParams { max_tokens: Some(max_tokens), ..Default::default() }),
+        // These tests are about the model's own stream (tokens as they come, cancellation, the queue);
+        // the grounded answer around it is tested in grounding.rs.
+        grounding: v1::GroundingMode::Off as i32,
         ..Default::default()
     }
 }

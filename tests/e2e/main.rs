@@ -5,6 +5,7 @@
 
 mod bundles;
 mod generation;
+mod grounding;
 mod journey;
 mod model_files;
 mod retrieval_quality;

@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use rudder_proto::v1::{
-    GenerateRequest, SamplingParams, generate_event::Event,
+    GenerateRequest, Grounding, SamplingParams, generate_event::Event,
     generation_service_client::GenerationServiceClient,
 };
 
@@ -56,11 +56,23 @@ pub async fn ask(args: &AskArgs) -> anyhow::Result<String> {
                     let version = c.document.map(|d| d.version).unwrap_or_default();
                     println!("  [{}] {} § {} (version {version})", c.marker, c.title, c.section);
                 }
+                for e in citations.evidence {
+                    println!(
+                        "  evidence [{}] chars {}..{}: \"{}\"",
+                        e.passage, e.char_start, e.char_end, e.text
+                    );
+                }
             }
             Some(Event::Stats(stats)) => {
                 let bundle = stats.bundle.map(|b| format!("{}@{}", b.region, b.version)).unwrap_or_default();
+                let grounding = Grounding::try_from(stats.grounding)
+                    .map(|g| g.as_str_name().trim_start_matches("GROUNDING_").to_lowercase())
+                    .unwrap_or_default();
+                for note in &stats.grounding_notes {
+                    println!("  note: {note}");
+                }
                 summary = format!(
-                    "{bundle:<8} ttft {:>6} ms  {:>5.1} tok/s  {:>3} prompt tokens ({} cached)  {} output tokens",
+                    "{bundle:<8} {grounding:<10} ttft {:>6} ms  {:>5.1} tok/s  {:>3} prompt tokens ({} cached)  {} output tokens",
                     stats.time_to_first_token_ms,
                     stats.tokens_per_second,
                     stats.prompt_tokens,

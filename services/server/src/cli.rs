@@ -64,6 +64,9 @@ pub enum Command {
 pub enum EvalCommand {
     /// Recall@1, recall@5 and MRR of dense, sparse and hybrid retrieval on the labelled question set.
     Retrieval(crate::eval_cmd::RetrievalEvalArgs),
+    /// Answer correctness (fact-correct, honest decline, false figure, citation precision) of the
+    /// grounded-answer pipeline on a labelled case set, per grounding mode and region.
+    Answers(crate::eval_answers::AnswerEvalArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -117,6 +120,7 @@ impl Cli {
             Command::Models(ModelsCommand::Verify { config }) => verify_models(&config),
             Command::Prompts(command) => crate::prompts_cmd::run(*command).await,
             Command::Eval(EvalCommand::Retrieval(args)) => crate::eval_cmd::retrieval(&args).await,
+            Command::Eval(EvalCommand::Answers(args)) => crate::eval_answers::answers(&args).await,
             Command::Bench(BenchCommand::Train { config }) => {
                 let config = config.load()?;
                 crate::bench::train(&preflight::quick(&config.models.dir)?)

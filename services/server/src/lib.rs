@@ -5,6 +5,7 @@ pub mod ask;
 pub mod bench;
 pub mod bench_retrieval;
 pub mod cli;
+pub mod eval_answers;
 pub mod eval_cmd;
 pub mod grpc;
 pub mod ingest_cmd;
