@@ -5,18 +5,9 @@ use rudder_proto::v1::{
     generation_service_client::GenerationServiceClient, prompt_service_client::PromptServiceClient,
 };
 use rudder_tests::TestServer;
-use tonic::Code;
 
-fn passage(doc_id: &str, title: &str, section: &str, text: &str) -> v1::Passage {
-    v1::Passage {
-        document: Some(v1::DocumentRef { doc_id: doc_id.into(), version: "2026-01".into() }),
-        title: title.into(),
-        heading_path: vec![section.into()],
-        text: text.into(),
-        regions: vec!["uk".into()],
-        ..Default::default()
-    }
-}
+use crate::uk_passage as passage;
+use tonic::Code;
 
 fn uk_question(max_tokens: u32) -> GenerateRequest {
     GenerateRequest {

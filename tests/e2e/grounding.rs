@@ -6,16 +6,7 @@ use rudder_proto::v1::{
 };
 use rudder_tests::TestServer;
 
-fn passage(doc_id: &str, title: &str, section: &str, text: &str) -> v1::Passage {
-    v1::Passage {
-        document: Some(v1::DocumentRef { doc_id: doc_id.into(), version: "2026-01".into() }),
-        title: title.into(),
-        heading_path: vec![section.into()],
-        text: text.into(),
-        regions: vec!["uk".into()],
-        ..Default::default()
-    }
-}
+use crate::uk_passage as passage;
 
 /// Two passages: the deciding one second, so a citation of [1] would be wrong.
 fn question(text: &str, mode: v1::GroundingMode) -> GenerateRequest {

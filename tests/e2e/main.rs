@@ -10,3 +10,15 @@ mod journey;
 mod model_files;
 mod retrieval_quality;
 mod server_contract;
+
+/// A client-supplied uk passage, as a support tool sends one.
+fn uk_passage(doc_id: &str, title: &str, section: &str, text: &str) -> rudder_proto::v1::Passage {
+    rudder_proto::v1::Passage {
+        document: Some(rudder_proto::v1::DocumentRef { doc_id: doc_id.into(), version: "2026-01".into() }),
+        title: title.into(),
+        heading_path: vec![section.into()],
+        text: text.into(),
+        regions: vec!["uk".into()],
+        ..Default::default()
+    }
+}

@@ -40,6 +40,10 @@ pub struct AnswerEvalArgs {
     /// Grounding modes to run, comma-separated: off, evidence, verified, full, extractive.
     #[arg(long, value_delimiter = ',', default_value = "off,full")]
     pub modes: Vec<String>,
+    /// Ask every region's bundle at this version (e.g. 1, the shipped text-only versions) instead of
+    /// the active one: the pipeline without the trained steering.
+    #[arg(long)]
+    pub bundle_version: Option<u32>,
     /// Only the first N cases.
     #[arg(long)]
     pub limit: Option<usize>,
@@ -79,7 +83,8 @@ pub async fn answers(args: &AnswerEvalArgs) -> anyhow::Result<()> {
         ..PartialMetadata::default()
     };
     // Found under the corpus root, so a document's id is its path there (`refund/hey`).
-    let documents = client::find_documents(std::slice::from_ref(&args.corpus), &WalkOptions::default())?.files;
+    let documents =
+        client::find_documents(std::slice::from_ref(&args.corpus), &WalkOptions::default())?.files;
     let pipeline = Pipeline::new(
         Arc::clone(&store),
         Arc::clone(&embedder),
@@ -113,7 +118,8 @@ pub async fn answers(args: &AnswerEvalArgs) -> anyhow::Result<()> {
         let mut report = Report::default();
         for (i, case) in cases.iter().enumerate() {
             let started = Instant::now();
-            let valid = ValidGenerate::new(request(case, mode), service.context_length())?;
+            let asked = v1::GenerateRequest { bundle_version: args.bundle_version, ..request(case, mode) };
+            let valid = ValidGenerate::new(asked, service.context_length())?;
             let collected = match service.answer(valid).await {
                 Ok(collected) => collected,
                 Err(err) => {

@@ -159,9 +159,18 @@ pub fn extractive_answer(evidence: &Evidence) -> String {
     }
     quoted
         .iter()
-        .map(|s| format!("{} [{}]", sentence_case(s.text.trim()), s.passage + 1))
+        .map(|s| cite(&sentence_case(s.text.trim()), &[s.passage as u32 + 1]))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// `sentence` with its markers before its closing punctuation ("Returns are free [2].").
+fn cite(sentence: &str, markers: &[u32]) -> String {
+    let markers: String = markers.iter().map(|m| format!(" [{m}]")).collect();
+    match sentence.strip_suffix(['.', '!', '?', ':']) {
+        Some(body) => format!("{body}{markers}{}", &sentence[body.len()..]),
+        None => format!("{sentence}{markers}."),
+    }
 }
 
 /// A runner-up evidence sentence within this of the best one is quoted too.
@@ -187,11 +196,8 @@ pub fn settle(answer: &str, prompt: &EvidencePrompt, evidence: &Evidence, echo: 
         .kept
         .iter()
         .map(|(sentence, cites)| {
-            let markers: String = cites.iter().map(|&m| format!(" [{}]", prompt.source_marker(m))).collect();
-            match sentence.strip_suffix(['.', '!', '?']) {
-                Some(body) => format!("{body}{markers}{}", &sentence[body.len()..]),
-                None => format!("{sentence}{markers}."),
-            }
+            let markers: Vec<u32> = cites.iter().map(|&m| prompt.source_marker(m)).collect();
+            cite(sentence, &markers)
         })
         .collect::<Vec<_>>()
         .join(" ");
@@ -264,7 +270,7 @@ mod tests {
         let prompt = EvidencePrompt::new(&evidence, &retrieved);
         let settled = settle("You have 60 days to return unworn items [1].", &prompt, &evidence, echo());
         assert_eq!(settled.grounding, Grounding::Extractive);
-        assert!(settled.answer.contains("30 days") && settled.answer.ends_with("[2]"), "{}", settled.answer);
+        assert!(settled.answer.contains("30 days") && settled.answer.ends_with("[2]."), "{}", settled.answer);
         assert!(!settled.answer.contains("60"));
     }
 
