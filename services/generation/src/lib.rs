@@ -3,10 +3,12 @@
 //! | module | owns |
 //! | --- | --- |
 //! | [`validation`] | the request rules: wire request -> [`ValidGenerate`] |
-//! | [`service`] | the request flow, transport-neutral: bundle, passages, grounding, ledger |
+//! | [`service`] | the request flow, transport-neutral: bundle, passages, evidence, the plan |
+//! | `stream` | a request's streaming half: the plan carried out as answer events, the ledger |
 //! | [`grounding`] | evidence selection, verification, quoting and declining |
 //! | [`engine`] | the engine seam ([`InferenceEngine`]) and the single model worker |
 //! | [`fusion`] | what the model reads: steering, system text, passages, question |
+//! | [`answer_eval`] | the answer-correctness eval's cases and rules |
 //! | [`grpc`] | the gRPC adapter: conversions and status mapping only |
 
 pub mod answer_eval;
@@ -21,6 +23,7 @@ mod ledger;
 pub mod sampler;
 pub mod service;
 pub mod steering;
+mod stream;
 pub mod validation;
 
 pub use engine::{

@@ -56,7 +56,7 @@ pub struct GroundingPolicy {
 
 impl Default for GroundingPolicy {
     fn default() -> Self {
-        Self { mode: GroundingMode::Full, decline_below: DEFAULT_DECLINE_BELOW }
+        Self { mode: GroundingMode::default(), decline_below: DEFAULT_DECLINE_BELOW }
     }
 }
 
