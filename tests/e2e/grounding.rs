@@ -120,3 +120,20 @@ async fn a_grounded_stream_sends_verified_sentences_then_citations_and_how_it_wa
     assert!(deltas.concat().contains("14 days"), "{deltas:?}");
     server.server.shutdown().await
 }
+
+#[tokio::test]
+async fn with_no_passages_at_all_every_grounded_mode_hands_over() -> anyhow::Result<()> {
+    // A fresh server's store holds no documents: retrieval finds nothing.
+    let server = TestServer::start().await?;
+    let mut client = GenerationServiceClient::new(server.channel().await?);
+    let request = GenerateRequest {
+        passages: Vec::new(),
+        ..question("how long do refunds take?", v1::GroundingMode::Verified)
+    };
+    let answer = client.generate_once(request).await?.into_inner();
+    let stats = answer.stats.unwrap_or_default();
+    assert!(answer.passages.is_empty(), "{:?}", answer.passages);
+    assert_eq!(v1::Grounding::try_from(stats.grounding)?, v1::Grounding::Declined, "{:?}", answer.answer);
+    assert!(answer.evidence.is_empty() && answer.citations.is_empty());
+    server.server.shutdown().await
+}

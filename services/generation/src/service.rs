@@ -191,9 +191,10 @@ impl GenerationService {
             return Ok(Plan { passages, evidence: Evidence::default(), step: Step::Stream(engine) });
         }
         let evidence = self.select_evidence(&valid.question, &passages).await;
-        let step = if grounding::should_decline(&evidence, &policy) {
+        // With no evidence at all there is nothing to ground on, whatever the mode: hand over.
+        let step = if evidence.sentences.is_empty() || grounding::should_decline(&evidence, &policy) {
             Step::Decline
-        } else if !policy.mode.runs_model() || evidence.sentences.is_empty() {
+        } else if !policy.mode.runs_model() {
             Step::Quote
         } else {
             let prompt = EvidencePrompt::new(&evidence, &passages);
