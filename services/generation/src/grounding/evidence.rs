@@ -13,7 +13,7 @@ use super::sentences::{Span, sentences};
 /// Sentences given to the model at most.
 pub const MAX_EVIDENCE: usize = 3;
 /// A sentence joins the evidence when its score is within this of the best one's.
-const KEEP_WITHIN: f32 = 0.08;
+const KEEP_WITHIN: f32 = 0.18;
 /// Weight of the word score (0..1) next to the cosine (-1..1).
 const WORD_WEIGHT: f32 = 0.25;
 /// Bonus for a sentence of the first retrieved passage, halved for the second, and so on: hybrid

@@ -174,7 +174,7 @@ fn cite(sentence: &str, markers: &[u32]) -> String {
 }
 
 /// A runner-up evidence sentence within this of the best one is quoted too.
-pub const QUOTE_WITHIN: f32 = 0.08;
+pub const QUOTE_WITHIN: f32 = 0.18;
 
 /// The answer to serve from the model's `answer` to an [`EvidencePrompt`], and how it was grounded.
 /// Markers in the result count the retrieved passages.
