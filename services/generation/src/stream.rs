@@ -213,9 +213,8 @@ impl Run {
             self.send(AnswerEvent::Delta(answer[sent..].to_owned())).await?;
         }
         ledger.finished(passages, &answer, self.stats.time_to_first_token);
-        let mut finished =
+        let finished =
             self.finished(passages, answer, grounding::spans(evidence, passages), grounding, notes);
-        finished.stats.time_to_first_token = self.stats.time_to_first_token;
         self.send(AnswerEvent::Finished(Box::new(finished))).await
     }
 
