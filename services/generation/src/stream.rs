@@ -63,9 +63,11 @@ impl Run {
                 } else {
                     self.bundle.handover_text.clone()
                 };
-                let note = match evidence.best() {
-                    Some(best) => {
-                        format!("the best evidence scored {:.2}, below the decline threshold", best.score)
+                let note = match evidence.relevance() {
+                    Some(relevance) => {
+                        format!(
+                            "the best evidence's relevance is {relevance:.2}, below the decline threshold"
+                        )
                     }
                     None => "no evidence was found".to_owned(),
                 };

@@ -8,7 +8,10 @@ use std::collections::{BTreeMap, HashSet};
 
 use rudder_core::{Embedder, Passage};
 
-use super::sentences::{Span, sentences};
+use super::{
+    asks::{asks, states},
+    sentences::{Span, is_list_item, sentences},
+};
 
 /// Sentences given to the model at most.
 pub const MAX_EVIDENCE: usize = 3;
@@ -19,6 +22,8 @@ const WORD_WEIGHT: f32 = 0.25;
 /// Bonus for a sentence of the first retrieved passage, halved for the second, and so on: hybrid
 /// retrieval ranked whole passages with more context than one sentence has.
 const RANK_BONUS: f32 = 0.06;
+/// Bonus for a sentence that states the kind of fact the question asks for ([`asks`]).
+const ASKED_KIND_BONUS: f32 = 0.05;
 
 /// One chosen sentence.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,12 +31,27 @@ pub struct EvidenceSentence {
     /// Index into the passages it was chosen from (0-based; marker `passage + 1`).
     pub passage: usize,
     pub span: Span,
+    /// The line that introduces the list this sentence is an item of: read, scored and quoted
+    /// with it ("We collect GST/HST on sales to customers based in: Ontario").
+    pub lead_in: Option<Span>,
+    /// The sentence, after its lead-in when it has one.
     pub text: String,
     pub score: f32,
     /// The cosine part of the score (0 without an embedder).
     pub similarity: f32,
     /// The share of the question's content words (by rarity) the sentence or its headings hold.
     pub coverage: f32,
+    /// Whether it states the kind of fact the question asks for (which ranks it higher).
+    pub states_asked: bool,
+}
+
+impl EvidenceSentence {
+    /// How strongly the sentence bears on the question, which decides whether to answer at all:
+    /// the score without the bonus for stating the kind of fact asked for, since "what's your phone
+    /// number" is not answered by just any phone number.
+    pub fn relevance(&self) -> f32 {
+        if self.states_asked { self.score - ASKED_KIND_BONUS } else { self.score }
+    }
 }
 
 /// The evidence for one question, best first.
@@ -43,6 +63,11 @@ pub struct Evidence {
 impl Evidence {
     pub fn best(&self) -> Option<&EvidenceSentence> {
         self.sentences.first()
+    }
+
+    /// The highest [`EvidenceSentence::relevance`] (none without evidence).
+    pub fn relevance(&self) -> Option<f32> {
+        self.sentences.iter().map(EvidenceSentence::relevance).reduce(f32::max)
     }
 }
 
@@ -64,10 +89,16 @@ pub fn select(
     if candidates.is_empty() {
         return Ok(Evidence::default());
     }
+    let lead_ins = lead_ins(&candidates, passages);
+    let texts: Vec<String> = candidates
+        .iter()
+        .zip(&lead_ins)
+        .map(|((i, span), lead_in)| claim_text(&passages[*i].text, *span, *lead_in))
+        .collect();
     let headings: Vec<Vec<String>> = passages.iter().map(|p| terms(&heading_text(p))).collect();
-    let sentence_terms: Vec<Vec<String>> =
-        candidates.iter().map(|(i, span)| terms(span.of(&passages[*i].text))).collect();
+    let sentence_terms: Vec<Vec<String>> = texts.iter().map(|text| terms(text)).collect();
     let question_terms = unique(terms(question));
+    let asked = asks(question);
     let rarity = rarity(&question_terms, &sentence_terms);
     let total: f32 = rarity.values().sum();
 
@@ -75,7 +106,8 @@ pub fn select(
         Some(embedder) => {
             let texts: Vec<String> = candidates
                 .iter()
-                .map(|(i, span)| format!("{}: {}", heading_text(&passages[*i]), span.of(&passages[*i].text)))
+                .zip(&texts)
+                .map(|((i, _), text)| format!("{}: {text}", heading_text(&passages[*i])))
                 .collect();
             let query = embedder.embed_query(question).map_err(|err| EvidenceError(err.to_string()))?;
             let vectors = embedder.embed_documents(&texts).map_err(|err| EvidenceError(err.to_string()))?;
@@ -86,9 +118,11 @@ pub fn select(
 
     let mut scored: Vec<EvidenceSentence> = candidates
         .iter()
+        .zip(lead_ins)
+        .zip(texts)
         .zip(&sentence_terms)
         .zip(similarities)
-        .map(|(((i, span), words), similarity)| {
+        .map(|(((((i, span), lead_in), text), words), similarity)| {
             let held: f32 = question_terms
                 .iter()
                 .map(|t| {
@@ -103,13 +137,19 @@ pub fn select(
                 })
                 .sum();
             let coverage = if total > 0.0 { held / total } else { 0.0 };
+            let states_asked = asked.iter().any(|&kind| states(&text, kind));
             EvidenceSentence {
                 passage: *i,
                 span: *span,
-                text: span.of(&passages[*i].text).to_owned(),
-                score: similarity + WORD_WEIGHT * coverage + RANK_BONUS / (1.0 + *i as f32),
+                lead_in,
+                text,
+                score: similarity
+                    + WORD_WEIGHT * coverage
+                    + RANK_BONUS / (1.0 + *i as f32)
+                    + if states_asked { ASKED_KIND_BONUS } else { 0.0 },
                 similarity,
                 coverage,
+                states_asked,
             }
         })
         .collect();
@@ -132,14 +172,14 @@ pub fn select(
 }
 
 /// A chosen sentence that introduces a list ("You can return an item if:") says nothing alone: the
-/// line after it comes too.
+/// line after it comes too, read with it when it is an item of that list.
 fn follow_list_introductions(
     chosen: &mut Vec<EvidenceSentence>,
     candidates: &[(usize, Span)],
     passages: &[Passage],
 ) {
     let mut extra = Vec::new();
-    for sentence in chosen.iter() {
+    for sentence in chosen.iter_mut() {
         if !sentence.text.trim_end().ends_with(':') {
             continue;
         }
@@ -148,13 +188,61 @@ fn follow_list_introductions(
             .position(|c| *c == (sentence.passage, sentence.span))
             .and_then(|at| candidates.get(at + 1));
         if let Some(&(passage, span)) = next.filter(|(p, _)| *p == sentence.passage) {
-            let text = span.of(&passages[passage].text).to_owned();
-            if !chosen.iter().any(|c| c.text == text) {
-                extra.push(EvidenceSentence { passage, span, text, ..sentence.clone() });
+            let text = &passages[passage].text;
+            if is_list_item(text, span) {
+                let lead_in = Some(sentence.span);
+                *sentence = EvidenceSentence {
+                    span,
+                    lead_in,
+                    text: claim_text(text, span, lead_in),
+                    ..sentence.clone()
+                };
+            } else {
+                extra.push(EvidenceSentence {
+                    passage,
+                    span,
+                    lead_in: None,
+                    text: span.of(text).to_owned(),
+                    ..sentence.clone()
+                });
             }
         }
     }
-    chosen.extend(extra);
+    for sentence in extra {
+        if !chosen.iter().any(|c| c.text == sentence.text) {
+            chosen.push(sentence);
+        }
+    }
+}
+
+/// For each candidate that is a list item, the nearest line above it in its passage that ends with
+/// a colon, past the list's other items.
+fn lead_ins(candidates: &[(usize, Span)], passages: &[Passage]) -> Vec<Option<Span>> {
+    candidates
+        .iter()
+        .enumerate()
+        .map(|(at, &(passage, span))| {
+            let text = &passages[passage].text;
+            if !is_list_item(text, span) {
+                return None;
+            }
+            candidates[..at]
+                .iter()
+                .rev()
+                .take_while(|(p, _)| *p == passage)
+                .map(|&(_, earlier)| earlier)
+                .find(|&earlier| !is_list_item(text, earlier))
+                .filter(|earlier| earlier.of(text).trim_end().ends_with(':'))
+        })
+        .collect()
+}
+
+/// A sentence as evidence: after the lead-in of its list, when it has one.
+fn claim_text(text: &str, span: Span, lead_in: Option<Span>) -> String {
+    match lead_in {
+        Some(lead_in) => format!("{} {}", lead_in.of(text), span.of(text)),
+        None => span.of(text).to_owned(),
+    }
 }
 
 /// The passage's title and headings, as one line.
@@ -288,7 +376,21 @@ mod tests {
         )];
         let evidence = select("can i return an item?", &passages, None).unwrap();
         let texts: Vec<&str> = evidence.sentences.iter().map(|s| s.text.as_str()).collect();
-        assert!(texts.contains(&"it is unworn and has its tags."), "{texts:?}");
+        assert!(texts.contains(&"You can return an item if: it is unworn and has its tags."), "{texts:?}");
+    }
+
+    #[test]
+    fn a_list_item_is_read_with_the_line_that_introduces_it() {
+        let passages = [passage(
+            "Taxes",
+            "Within Canada",
+            "We collect GST/HST on sales to Canadian customers based in:\n\n* Alberta\n* Ontario\n\nPrices are in US dollars.\n",
+        )];
+        let evidence = select("do you charge tax in ontario?", &passages, None).unwrap();
+        let best = evidence.best().unwrap();
+        assert_eq!(best.text, "We collect GST/HST on sales to Canadian customers based in: Ontario");
+        assert_eq!(best.span.of(&passages[0].text), "Ontario");
+        assert!(best.lead_in.is_some());
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //!
 //! [`GroundingMode`] picks how much of this runs, so each stage can be measured on its own.
 
+pub mod asks;
 pub mod evidence;
 pub mod figures;
 pub mod sentences;
@@ -112,18 +113,20 @@ impl EvidencePrompt {
     }
 }
 
-/// The evidence located in the retrieved passages, for highlighting.
+/// The evidence located in the retrieved passages, for highlighting: a list item's lead-in is a
+/// span of its own, just before the item's.
 pub fn spans(evidence: &Evidence, retrieved: &[Passage]) -> Vec<EvidenceSpan> {
     evidence
         .sentences
         .iter()
-        .map(|s| {
+        .flat_map(|s| s.lead_in.into_iter().chain([s.span]).map(move |span| (s, span)))
+        .map(|(s, span)| {
             let text = &retrieved[s.passage].text;
             EvidenceSpan {
                 passage: s.passage as u32 + 1,
-                char_start: text[..s.span.start].chars().count() as u32,
-                char_end: text[..s.span.end].chars().count() as u32,
-                text: s.text.clone(),
+                char_start: text[..span.start].chars().count() as u32,
+                char_end: text[..span.end].chars().count() as u32,
+                text: span.of(text).to_owned(),
                 score: s.score,
             }
         })
@@ -132,7 +135,7 @@ pub fn spans(evidence: &Evidence, retrieved: &[Passage]) -> Vec<EvidenceSpan> {
 
 /// Whether the evidence is too weak to answer from.
 pub fn should_decline(evidence: &Evidence, policy: &GroundingPolicy) -> bool {
-    policy.mode.declines() && evidence.best().is_none_or(|best| best.score < policy.decline_below)
+    policy.mode.declines() && evidence.relevance().is_none_or(|relevance| relevance < policy.decline_below)
 }
 
 /// The deciding evidence quoted, each sentence with the marker of its retrieved passage: the best
@@ -142,7 +145,12 @@ pub fn should_decline(evidence: &Evidence, policy: &GroundingPolicy) -> bool {
 pub fn extractive_answer(evidence: &Evidence) -> String {
     let Some(best) = evidence.best() else { return String::new() };
     let mut quoted: Vec<&EvidenceSentence> = vec![best];
-    if let Some(second) = evidence.sentences.get(1).filter(|s| s.score >= best.score - QUOTE_WITHIN) {
+    // Another item of the best sentence's list is an alternative to it, not its other half.
+    let same_list =
+        |s: &EvidenceSentence| s.lead_in.is_some() && (s.passage, s.lead_in) == (best.passage, best.lead_in);
+    if let Some(second) =
+        evidence.sentences.get(1).filter(|s| s.score >= best.score - QUOTE_WITHIN && !same_list(s))
+    {
         quoted.push(second);
     }
     for sentence in quoted.clone() {

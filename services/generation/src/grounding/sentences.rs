@@ -92,10 +92,27 @@ fn split_line(text: &str, start: usize, end: usize, spans: &mut Vec<Span>) {
     push(spans, start + sentence_start, end, text);
 }
 
+/// Whether the sentence opens a bulleted or numbered line: an item of a list, which says little
+/// without the line that introduces the list.
+pub fn is_list_item(text: &str, span: Span) -> bool {
+    let line_start = text[..span.start].rfind('\n').map_or(0, |at| at + 1);
+    let marker = text[line_start..span.start].trim();
+    ["*", "-", "+", "•"].contains(&marker)
+        || marker
+            .strip_suffix('.')
+            .is_some_and(|n| !n.is_empty() && n.len() <= 3 && n.chars().all(|c| c.is_ascii_digit()))
+}
+
 fn ends_with_abbreviation(before: &str) -> bool {
     let word =
         before.rsplit(|c: char| c.is_whitespace() || c == '(').next().unwrap_or_default().to_lowercase();
-    ABBREVIATIONS.contains(&word.as_str()) || (word.len() == 1 && word.chars().all(char::is_alphabetic))
+    ABBREVIATIONS.contains(&word.as_str()) || is_initialism(&word)
+}
+
+/// "B.V", "U.S", "a": single letters joined by full stops (a company form, a country, an initial).
+fn is_initialism(word: &str) -> bool {
+    !word.is_empty()
+        && word.split('.').all(|part| part.chars().count() == 1 && part.chars().all(char::is_alphabetic))
 }
 
 fn push(spans: &mut Vec<Span>, start: usize, end: usize, text: &str) {
@@ -131,6 +148,22 @@ mod tests {
                 "Order by 12 p.m. Eastern Time."
             ]
         );
+    }
+
+    #[test]
+    fn initialisms_do_not_end_a_sentence() {
+        let text = "Northwind Outfitters B.V. (European Union) is the controller. Ask the U.S. team.";
+        assert_eq!(
+            split(text),
+            ["Northwind Outfitters B.V. (European Union) is the controller.", "Ask the U.S. team."]
+        );
+    }
+
+    #[test]
+    fn bulleted_and_numbered_lines_are_list_items() {
+        let text = "We collect tax in:\n* Ontario\n2. Quebec\nTax is 5%. Or more.\n";
+        let items: Vec<bool> = sentences(text).into_iter().map(|s| is_list_item(text, s)).collect();
+        assert_eq!(items, [false, true, true, false, false]);
     }
 
     #[test]
