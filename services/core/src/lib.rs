@@ -8,6 +8,7 @@ pub mod embedding;
 pub mod error;
 pub mod grounding;
 pub mod jsonl;
+pub mod markers;
 pub mod metrics;
 pub mod models;
 pub mod passage;

@@ -48,22 +48,10 @@ pub struct Citation {
 
 /// The distinct `[n]` markers in `answer`, in order of first use, that point at one of `passages`.
 pub fn cited(answer: &str, passages: &[Passage]) -> Vec<Citation> {
-    let mut seen = Vec::new();
-    let mut rest = answer;
-    while let Some(open) = rest.find('[') {
-        rest = &rest[open + 1..];
-        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-        if digits.is_empty() || !rest[digits.len()..].starts_with(']') {
-            continue;
-        }
-        if let Ok(marker) = digits.parse::<u32>()
-            && marker >= 1
-            && (marker as usize) <= passages.len()
-            && !seen.contains(&marker)
-        {
-            seen.push(marker);
-        }
-    }
+    let seen: Vec<u32> = crate::markers::distinct(answer)
+        .into_iter()
+        .filter(|&marker| marker >= 1 && (marker as usize) <= passages.len())
+        .collect();
     seen.into_iter()
         .map(|marker| {
             let passage = &passages[marker as usize - 1];

@@ -250,24 +250,10 @@ impl Run {
 
 /// An unchecked answer to the evidence prompt with its markers counted over the retrieved passages.
 fn renumber(answer: &str, prompt: &EvidencePrompt) -> String {
-    let mut out = String::with_capacity(answer.len());
-    let mut rest = answer;
-    while let Some(open) = rest.find('[') {
-        let after = &rest[open + 1..];
-        let digits = after.chars().take_while(char::is_ascii_digit).count();
-        out.push_str(&rest[..=open]);
-        rest = after;
-        if digits > 0
-            && after[digits..].starts_with(']')
-            && let Ok(marker) = after[..digits].parse::<usize>()
-            && let Some(&source) = marker.checked_sub(1).and_then(|i| prompt.sources.get(i))
-        {
-            out.push_str(&(source + 1).to_string());
-            rest = &after[digits..];
-        }
-    }
-    out.push_str(rest);
-    out
+    rudder_core::markers::replace(answer, |marker| {
+        let source = prompt.sources.get((marker as usize).checked_sub(1)?)?;
+        Some(format!("[{}]", source + 1))
+    })
 }
 
 #[cfg(test)]

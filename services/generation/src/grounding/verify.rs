@@ -156,40 +156,14 @@ fn recites(sentence: &str, echo: PromptEcho<'_>) -> bool {
         && words.windows(RECITAL_WORDS).any(|run| system.windows(RECITAL_WORDS).any(|s| s == run))
 }
 
-/// The `[n]` markers of `text`, in order.
+/// The distinct `[n]` markers of `text`, in order of first use.
 pub fn markers(text: &str) -> Vec<u32> {
-    let mut found = Vec::new();
-    let mut rest = text;
-    while let Some(open) = rest.find('[') {
-        rest = &rest[open + 1..];
-        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-        if !digits.is_empty()
-            && rest[digits.len()..].starts_with(']')
-            && let Ok(n) = digits.parse::<u32>()
-            && !found.contains(&n)
-        {
-            found.push(n);
-        }
-    }
-    found
+    rudder_core::markers::distinct(text)
 }
 
 /// `text` without its `[n]` markers, spaces tidied.
 pub fn strip_markers(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(open) = rest.find('[') {
-        let after = &rest[open + 1..];
-        let digits = after.chars().take_while(char::is_ascii_digit).count();
-        if digits > 0 && after[digits..].starts_with(']') {
-            out.push_str(&rest[..open]);
-            rest = &after[digits + 1..];
-        } else {
-            out.push_str(&rest[..=open]);
-            rest = after;
-        }
-    }
-    out.push_str(rest);
+    let out = rudder_core::markers::replace(text, |_| Some(String::new()));
     let tidy = out.split_whitespace().collect::<Vec<_>>().join(" ");
     tidy.replace(" .", ".").replace(" ,", ",")
 }
