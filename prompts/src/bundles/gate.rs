@@ -52,7 +52,10 @@ pub struct GateRule {
 
 /// The gated metrics (documented in prompts.proto). A metric either side lacks (e.g. British
 /// spelling outside the UK, currency when no answer stated an amount) is not compared.
-pub const GATED_METRICS: [GateRule; 6] = [
+/// The answer's facts ([`crate::eval::facts`]) may not get worse at all.
+pub const GATED_METRICS: [GateRule; 8] = [
+    GateRule { metric: "fact_correct", better: Better::Higher, tolerance: 0.0 },
+    GateRule { metric: "false_figure_rate", better: Better::Lower, tolerance: 0.0 },
     GateRule { metric: "heldout_nll", better: Better::Lower, tolerance: 0.05 },
     GateRule { metric: "currency_correct", better: Better::Higher, tolerance: 0.05 },
     GateRule { metric: "british_spelling", better: Better::Higher, tolerance: 0.05 },
@@ -160,6 +163,16 @@ mod tests {
         let passed: Vec<(&str, bool)> = checks.iter().map(|c| (c.metric.as_str(), c.passed)).collect();
         assert_eq!(passed, [("heldout_nll", true), ("apology_rate", false), ("citation_rate", true)]);
         assert_eq!(describe_failures(&checks), "apology_rate 0.200 vs active 0.100 (tolerance 0.05)");
+    }
+
+    #[test]
+    fn any_loss_of_fact_correct_answers_or_any_more_false_figures_fails() {
+        let active = record(&[("fact_correct", 0.75), ("false_figure_rate", 0.0)]);
+        let candidate = record(&[("fact_correct", 0.70), ("false_figure_rate", 0.0625)]);
+        let failed: Vec<String> =
+            compare(&candidate, &active).into_iter().filter(|c| !c.passed).map(|c| c.metric).collect();
+        assert_eq!(failed, ["fact_correct", "false_figure_rate"]);
+        assert!(compare(&active, &candidate).iter().all(|c| c.passed));
     }
 
     #[test]

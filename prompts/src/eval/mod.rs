@@ -1,2 +1,3 @@
+pub mod facts;
 pub mod metrics;
 pub mod run;

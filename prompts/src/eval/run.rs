@@ -10,7 +10,10 @@ use candle_core::{Device, Tensor};
 use rudder_generation::{Sampler, SamplingParams};
 use rudder_llm::{ForwardOptions, LoadedModel, LogitsAt};
 
-use super::metrics::{AnswerScore, MetricTotals, RegionStyle, score_answer};
+use super::{
+    facts::{FactScore, FactTotals, score_facts},
+    metrics::{AnswerScore, MetricTotals, RegionStyle, score_answer},
+};
 use crate::train::{
     SteeringTensors, TrainError,
     data::{self, BadLines, DataFile, Example},
@@ -47,6 +50,11 @@ pub struct VariantResult {
     pub apology_rate: f64,
     pub forbidden_promise_rate: f64,
     pub citation_rate: f64,
+    /// Share of the examples whose reference states figures answered with every one of them and no
+    /// false figure ([`super::facts`]); `None` when no reference states one.
+    pub fact_correct: Option<f64>,
+    /// Share of answers stating a figure none of their passages states.
+    pub false_figure_rate: f64,
     pub examples: usize,
     /// A few answers, for the reader to judge.
     pub samples: Vec<String>,
@@ -63,6 +71,7 @@ pub struct ScoredAnswer {
     pub line: usize,
     pub answer: String,
     pub score: AnswerScore,
+    pub facts: FactScore,
 }
 
 struct Variant {
@@ -178,7 +187,11 @@ impl VariantResult {
             ("apology_rate".to_owned(), self.apology_rate),
             ("forbidden_promise_rate".to_owned(), self.forbidden_promise_rate),
             ("citation_rate".to_owned(), self.citation_rate),
+            ("false_figure_rate".to_owned(), self.false_figure_rate),
         ]);
+        if let Some(v) = self.fact_correct {
+            metrics.insert("fact_correct".to_owned(), v);
+        }
         if let Some(v) = self.currency_correctness {
             metrics.insert("currency_correct".to_owned(), v);
         }
@@ -206,6 +219,7 @@ fn evaluate_variant(
         .collect::<Result<Vec<_>, _>>()?;
     let nll = loss::mean_nll(model, &variant.steering, &tokenized, 8)?;
     let mut totals = MetricTotals::new(style);
+    let mut fact_totals = FactTotals::default();
     let mut answers = Vec::new();
     for (example, tokens) in examples.iter().zip(&tokenized) {
         let answer = greedy_answer(
@@ -214,10 +228,12 @@ fn evaluate_variant(
             &tokens.ids[..tokens.answer_start],
             options.max_new_tokens,
         )?;
-        let passages = example.context.last().map_or(0, |turn| count_passages(&turn.content));
-        let score = score_answer(&answer, style, &example.meta.forbidden, passages);
+        let prompt = example.context.last().map_or("", |turn| turn.content.as_str());
+        let score = score_answer(&answer, style, &example.meta.forbidden, count_passages(prompt));
+        let facts = score_facts(&answer, &example.answer, prompt);
         totals.add(&score);
-        answers.push(ScoredAnswer { line: example.line, answer, score });
+        fact_totals.add(&facts);
+        answers.push(ScoredAnswer { line: example.line, answer, score, facts });
     }
     eprintln!("evaluated {}: NLL {nll:.3}", variant.name);
     Ok(VariantResult {
@@ -228,6 +244,8 @@ fn evaluate_variant(
         apology_rate: totals.apology_rate(),
         forbidden_promise_rate: totals.forbidden_promise_rate(),
         citation_rate: totals.citation_rate(),
+        fact_correct: fact_totals.fact_correct(),
+        false_figure_rate: fact_totals.false_figure_rate(),
         examples: totals.count(),
         samples: answers.iter().take(3).map(|a| a.answer.clone()).collect(),
         answers,
@@ -286,11 +304,11 @@ fn greedy_answer(
 pub fn table(results: &[VariantResult]) -> String {
     let rate = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{:.0}%", v * 100.0));
     let mut out = String::from(
-        "| variant | NLL | currency ok | British spelling | apologies | forbidden promises | cites [n] | n |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| variant | NLL | currency ok | British spelling | apologies | forbidden promises | cites [n] | fact-correct | false figure | n |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for r in results {
         out.push_str(&format!(
-            "| {} | {:.3} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {:.3} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r.name,
             r.nll,
             rate(r.currency_correctness),
@@ -298,6 +316,8 @@ pub fn table(results: &[VariantResult]) -> String {
             rate(Some(r.apology_rate)),
             rate(Some(r.forbidden_promise_rate)),
             rate(Some(r.citation_rate)),
+            rate(r.fact_correct),
+            rate(Some(r.false_figure_rate)),
             r.examples
         ));
     }
@@ -306,10 +326,18 @@ pub fn table(results: &[VariantResult]) -> String {
 
 /// The comparison as a grouped bar chart (one group per metric, one bar per variant).
 pub fn chart(region: &str, results: &[VariantResult]) -> String {
-    let groups: Vec<String> =
-        ["NLL", "currency ok", "British spelling", "apologies", "forbidden promises", "cites [n]"]
-            .map(String::from)
-            .to_vec();
+    let groups: Vec<String> = [
+        "NLL",
+        "currency ok",
+        "British spelling",
+        "apologies",
+        "forbidden promises",
+        "cites [n]",
+        "fact-correct",
+        "false figure",
+    ]
+    .map(String::from)
+    .to_vec();
     let series: Vec<(String, Vec<Option<f64>>)> = results
         .iter()
         .map(|r| {
@@ -322,6 +350,8 @@ pub fn chart(region: &str, results: &[VariantResult]) -> String {
                     Some(r.apology_rate),
                     Some(r.forbidden_promise_rate),
                     Some(r.citation_rate),
+                    r.fact_correct,
+                    Some(r.false_figure_rate),
                 ],
             )
         })
