@@ -19,11 +19,20 @@ use serde::{Deserialize, Serialize};
 
 pub use rudder_core::time::now_rfc3339;
 
-use crate::train::Kind;
-
 pub const TENSORS_FILE: &str = "tensors.safetensors";
 pub const MANIFEST_FILE: &str = "manifest.json";
 pub const LOSS_CURVE_FILE: &str = "loss.svg";
+
+/// What an artifact holds: which steering was trained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    /// Prompt tuning: N virtual tokens of the model's embedding size.
+    SoftPrompt,
+    /// Prefix tuning: keys and values for P positions in every layer.
+    Prefix,
+}
+
 /// The manifest format written here.
 pub const FORMAT_VERSION: u32 = 1;
 

@@ -7,15 +7,7 @@ use rudder_llm::{ForwardOptions, KvCache, LoadedModel, LogitsAt};
 
 use super::{TrainError, rng::SplitMix64};
 
-/// What is trained.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Kind {
-    /// Prompt tuning: N virtual tokens of the model's embedding size.
-    SoftPrompt,
-    /// Prefix tuning: keys and values for P positions in every layer.
-    Prefix,
-}
+pub use crate::artifact::Kind;
 
 /// How a soft prompt starts.
 #[derive(Debug, Clone, PartialEq, Eq)]

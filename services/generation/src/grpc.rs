@@ -12,9 +12,10 @@ use tracing::instrument;
 
 use crate::{
     FinishReason,
+    answer::{AnswerEvent, FinishedAnswer},
     feedback::{FeedbackEntry, FeedbackFilter, NewFeedback, Rating},
     grounding::{EvidenceSpan, Grounding},
-    service::{AnswerEvent, FinishedAnswer, GenerationService},
+    service::GenerationService,
     validation::ValidGenerate,
 };
 

@@ -11,6 +11,7 @@
 //! | [`answer_eval`] | the answer-correctness eval's cases and rules |
 //! | [`grpc`] | the gRPC adapter: conversions and status mapping only |
 
+pub mod answer;
 pub mod answer_eval;
 pub mod engine;
 mod error;
@@ -26,6 +27,7 @@ pub mod steering;
 mod stream;
 pub mod validation;
 
+pub use answer::{AnswerEvent, AnswerStats, CollectedAnswer, DEFAULT_HANDOVER, FinishedAnswer};
 pub use engine::{
     Engine, EngineConfig, EngineEvent, FinishReason, GenerationJob, InferenceEngine, ModelInfo,
 };
@@ -34,6 +36,6 @@ pub use feedback::FeedbackBook;
 pub use grounding::{Grounding, GroundingMode, GroundingPolicy};
 pub use grpc::GenerationServiceImpl;
 pub use sampler::{Sampler, SamplingParams};
-pub use service::{AnswerEvent, CollectedAnswer, FinishedAnswer, GenerationService};
+pub use service::GenerationService;
 pub use steering::Steering;
 pub use validation::ValidGenerate;

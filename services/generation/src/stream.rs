@@ -9,9 +9,9 @@ use tokio::sync::mpsc;
 
 use crate::{
     EngineEvent,
+    answer::{AnswerEvent, AnswerStats, DEFAULT_HANDOVER, FinishedAnswer},
     grounding::{self, Evidence, EvidencePrompt, EvidenceSpan, Grounding, PromptEcho, sentences::sentences},
     ledger::Ledger,
-    service::{AnswerEvent, AnswerStats, DEFAULT_HANDOVER, FinishedAnswer},
 };
 
 /// What a request will do once it streams.

@@ -13,7 +13,7 @@ use candle_core::{
     utils::barrier_pool,
 };
 
-use crate::{config::RopeStyle, decode::elementwise};
+use crate::{config::RopeStyle, elementwise};
 
 /// The values of a contiguous f32 CPU storage, borrowed.
 pub(crate) fn contiguous_f32<'a>(

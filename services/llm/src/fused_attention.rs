@@ -10,7 +10,7 @@
 use candle_core::{CpuStorage, InplaceOp1, InplaceOp2, Layout, Shape, Tensor};
 
 use crate::{
-    decode::elementwise,
+    elementwise,
     fused::{contiguous_f32, contiguous_f32_mut},
 };
 

@@ -20,8 +20,9 @@ use crate::{
     config::LlamaConfig,
     fused::{self, HeadNll},
     kv_cache::KvCache,
+    layers::{Block, Pass},
     training_block::{BlockSetting, TrainingBlock},
-    weights::{Block, Pass, Weights},
+    weights::Weights,
 };
 
 /// `embeds` `[batch, tokens, hidden]` with the soft prompt's rows `[virtual_tokens, hidden]` in front

@@ -17,12 +17,12 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Tensor};
 
 use crate::{
     config::{LlamaConfig, RopeStyle},
-    decode::elementwise,
+    elementwise,
     fused::{
         f32_values, input_tensor, output_storage, rms_norm, rms_norm_backward, rotate, rows_in_parallel,
     },
     fused_attention::{self, Attention},
-    weights::{Block, Linear},
+    layers::{Block, Linear},
 };
 
 /// What one block's op needs besides its weights.

@@ -10,7 +10,12 @@ use std::{collections::HashMap, io::BufReader, path::Path};
 
 use candle_core::{DType, Device, Tensor, quantized::gguf_file::Content};
 
-use crate::{LlmError, config::LlamaConfig, decode::DecodeWeights, frozen::FrozenMatmul};
+use crate::{
+    LlmError,
+    config::LlamaConfig,
+    decode::DecodeWeights,
+    layers::{Block, Linear},
+};
 
 /// Which weights one-token decode steps multiply with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,58 +33,6 @@ impl ServingFormat {
             Self::Q8_0 => "q8_0",
         }
     }
-}
-
-/// How a projection multiplies: chosen per forward call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Pass {
-    /// Serving (prefill, and one-token steps without Q8_0 decode weights): the f32 gemm; nothing
-    /// needs a backward pass.
-    Prefill,
-    /// Training: the f32 gemm, recording a backward pass to the input only (see [`FrozenMatmul`]).
-    Train,
-}
-
-/// A projection `y = x W^T (+ b)`.
-#[derive(Debug, Clone)]
-pub(crate) struct Linear {
-    /// `[out, in]`, f32.
-    pub weight: Tensor,
-    pub bias: Option<Tensor>,
-}
-
-impl Linear {
-    /// `x`: `[..., in]`.
-    pub fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor, LlmError> {
-        let dims = x.dims().to_vec();
-        let (rows, inner) = (x.elem_count() / dims[dims.len() - 1], dims[dims.len() - 1]);
-        let rows_x = x.reshape((rows, inner))?;
-        let out = match pass {
-            Pass::Train => rows_x.contiguous()?.apply_op1(FrozenMatmul { weight: self.weight.clone() })?,
-            Pass::Prefill => rows_x.matmul(&self.weight.t()?)?,
-        };
-        let mut out_dims = dims;
-        let last = out_dims.len() - 1;
-        out_dims[last] = self.weight.dim(0)?;
-        let y = out.reshape(out_dims)?;
-        match &self.bias {
-            Some(bias) => Ok(y.broadcast_add(bias)?),
-            None => Ok(y),
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct Block {
-    pub attn_norm: Tensor,
-    pub q: Linear,
-    pub k: Linear,
-    pub v: Linear,
-    pub o: Linear,
-    pub ffn_norm: Tensor,
-    pub gate: Linear,
-    pub up: Linear,
-    pub down: Linear,
 }
 
 #[derive(Debug)]
@@ -247,7 +200,7 @@ impl Weights {
         let lm_head = Linear { weight: output, bias: None };
         let mut weights = Self { embed, blocks, norm, lm_head, decode: None };
         if format == ServingFormat::Q8_0 {
-            weights.decode = Some(DecodeWeights::quantize(&weights)?);
+            weights.decode = Some(DecodeWeights::quantize(&weights.blocks, &weights.norm, &weights.lm_head)?);
         }
         Ok(weights)
     }

@@ -14,14 +14,14 @@
 use candle_core::Tensor;
 
 mod attention;
-pub(crate) mod elementwise;
 
 use crate::{
     LlmError,
     config::{LlamaConfig, RopeStyle},
+    elementwise,
     kv_cache::KvCache,
+    layers::{Block, Linear},
     q8::{BLOCK, Q8Matrix},
-    weights::{Linear, Weights},
 };
 
 /// `parts`' f32 weights `[out, in]` stacked row-wise in one Q8_0 matrix: projections that read
@@ -65,9 +65,9 @@ pub(crate) struct DecodeWeights {
 }
 
 impl DecodeWeights {
-    pub(crate) fn quantize(weights: &Weights) -> Result<Self, LlmError> {
-        let mut layers = Vec::with_capacity(weights.blocks.len());
-        for block in &weights.blocks {
+    pub(crate) fn quantize(blocks: &[Block], norm: &Tensor, lm_head: &Linear) -> Result<Self, LlmError> {
+        let mut layers = Vec::with_capacity(blocks.len());
+        for block in blocks {
             let attention = [&block.q, &block.k, &block.v];
             layers.push(DecodeLayer {
                 attn_norm: block.attn_norm.to_vec1()?,
@@ -79,7 +79,7 @@ impl DecodeWeights {
                 down: stacked(&[&block.down.weight])?,
             });
         }
-        Ok(Self { layers, norm: weights.norm.to_vec1()?, lm_head: stacked(&[&weights.lm_head.weight])? })
+        Ok(Self { layers, norm: norm.to_vec1()?, lm_head: stacked(&[&lm_head.weight])? })
     }
 
     /// Bytes of quantized weights one step reads (all of them, once).

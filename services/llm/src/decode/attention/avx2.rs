@@ -27,7 +27,7 @@ use std::{
 };
 
 use super::{Cached, Partial, Query, Widen, prefetch_ahead};
-use crate::decode::elementwise;
+use crate::elementwise;
 
 /// Values one pass of [`weigh`] sums in registers (eight of AVX's eight-value registers).
 const PASS: usize = 64;

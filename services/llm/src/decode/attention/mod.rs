@@ -19,7 +19,7 @@ use std::sync::{Mutex, PoisonError};
 use candle_core::{DType, Layout, Storage, Tensor, utils::barrier_pool};
 use half::{f16, slice::HalfFloatSliceExt};
 
-use super::elementwise::dot;
+use crate::elementwise::dot;
 use crate::{LlmError, config::LlamaConfig};
 
 /// Position ranges per step: a few per thread, so a thread that finishes early takes another.
@@ -267,7 +267,7 @@ fn attend_span_portable<W: Widen>(
             }
         }
         for g in 0..group {
-            let (max, sum) = super::elementwise::exponentiate_shifted(&mut scores[g * len..(g + 1) * len]);
+            let (max, sum) = crate::elementwise::exponentiate_shifted(&mut scores[g * len..(g + 1) * len]);
             partial.max[first + g] = max;
             partial.sum[first + g] = sum;
         }
