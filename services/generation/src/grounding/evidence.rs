@@ -1,8 +1,9 @@
 //! Evidence selection: which sentences of the retrieved passages decide the question. Each sentence
 //! is scored by meaning (cosine of the embedding model's vectors for the question and for the
 //! sentence under its headings) and by words (the question's content words it shares, weighted by
-//! how rare they are among the candidate sentences); the best few are the evidence. Without an
-//! embedder the word score alone ranks.
+//! how rare they are among the candidate sentences), plus a little for stating the kind of fact
+//! asked for ([`super::asks`]); the best few are the evidence. A list item is read with the line that
+//! introduces its list. Without an embedder the word score alone ranks.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -104,13 +105,14 @@ pub fn select(
 
     let similarities = match embedder {
         Some(embedder) => {
-            let texts: Vec<String> = candidates
+            let under_headings: Vec<String> = candidates
                 .iter()
                 .zip(&texts)
                 .map(|((i, _), text)| format!("{}: {text}", heading_text(&passages[*i])))
                 .collect();
             let query = embedder.embed_query(question).map_err(|err| EvidenceError(err.to_string()))?;
-            let vectors = embedder.embed_documents(&texts).map_err(|err| EvidenceError(err.to_string()))?;
+            let vectors =
+                embedder.embed_documents(&under_headings).map_err(|err| EvidenceError(err.to_string()))?;
             vectors.iter().map(|v| cosine(&query.vector, v)).collect()
         }
         None => vec![0.0; candidates.len()],
