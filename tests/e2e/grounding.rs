@@ -137,3 +137,35 @@ async fn with_no_passages_at_all_every_grounded_mode_hands_over() -> anyhow::Res
     assert!(answer.evidence.is_empty() && answer.citations.is_empty());
     server.server.shutdown().await
 }
+
+#[tokio::test]
+async fn a_document_shared_by_regions_answers_each_customer_with_their_own_regions_rule() -> anyhow::Result<()>
+{
+    let server = TestServer::start().await?;
+    let mut client = GenerationServiceClient::new(server.channel().await?);
+    let shared = v1::Passage {
+        regions: vec!["us".into(), "uk".into(), "eu".into()],
+        ..passage(
+            "gift-cards",
+            "Gift Card Terms",
+            "Validity",
+            "US gift cards are valid for at least 5 years from activation. UK gift cards are valid for 24 months from purchase. EU gift cards are valid for 3 years from purchase.",
+        )
+    };
+    for (region, own, others) in
+        [("uk", "24 months", ["5 years", "3 years"]), ("eu", "3 years", ["5 years", "24 months"])]
+    {
+        let request = GenerateRequest {
+            question: "how long is my gift card valid for?".into(),
+            region: region.into(),
+            passages: vec![shared.clone()],
+            grounding: v1::GroundingMode::Extractive as i32,
+            ..Default::default()
+        };
+        let answer = client.generate_once(request).await?.into_inner();
+        assert!(answer.answer.contains(own), "{region}: {:?}", answer.answer);
+        assert!(others.iter().all(|o| !answer.answer.contains(o)), "{region}: {:?}", answer.answer);
+        assert!(answer.evidence.iter().all(|e| !e.text.contains(others[0]) && !e.text.contains(others[1])));
+    }
+    server.server.shutdown().await
+}

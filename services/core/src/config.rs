@@ -34,6 +34,9 @@ pub struct GenerationConfig {
     pub grounding: crate::grounding::GroundingMode,
     /// Decline (hand over) when the best evidence sentence scores below this.
     pub decline_below: f32,
+    /// How each region (by code) is named in policy text; see `generation.region_names` in the
+    /// server's default.toml.
+    pub region_names: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// Which weights one-token decode steps use.

@@ -32,6 +32,12 @@ impl Passage {
     pub fn section(&self) -> String {
         self.heading_path.join(" > ")
     }
+
+    /// The title and the heading path as one line, e.g. "Returns Policy > Refund timing".
+    pub fn headings(&self) -> String {
+        let section = self.section();
+        if section.is_empty() { self.title.clone() } else { format!("{} > {section}", self.title) }
+    }
 }
 
 /// An answer's `[marker]` resolved to its passage.

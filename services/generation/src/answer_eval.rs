@@ -150,6 +150,8 @@ pub struct Tally {
     pub honest_declines: usize,
     pub answers: usize,
     pub with_false_figure: usize,
+    /// Answers stating a must-not phrase (another region's figure, a promise the policy forbids).
+    pub with_must_not: usize,
     pub citations: usize,
     pub citations_precise: usize,
     /// Answerable cases missed because the passages lacked the facts.
@@ -164,6 +166,7 @@ impl Tally {
     pub fn add(&mut self, case: &AnswerCase, judgement: &Judgement, ttft_ms: u64, latency_ms: u64) {
         self.answers += 1;
         self.with_false_figure += usize::from(!judgement.false_figures.is_empty());
+        self.with_must_not += usize::from(!judgement.must_not_stated.is_empty());
         self.citations += judgement.citations;
         self.citations_precise += judgement.citations_precise;
         self.time_to_first_token_ms.push(ttft_ms);
@@ -184,17 +187,18 @@ impl Tally {
         }
     }
 
-    /// One Markdown table row: label, fact-correct, honest decline, false figure, citation precision,
+    /// One Markdown table row: label, fact-correct, honest decline, false figure, must-not stated, citation precision,
     /// misses (retrieval / answering), median TTFT and latency.
     pub fn row(&self, label: &str) -> String {
         let percent = |n: usize, d: usize| {
             if d == 0 { "–".to_owned() } else { format!("{:.0}% ({n}/{d})", 100.0 * n as f64 / d as f64) }
         };
         format!(
-            "| {label} | {} | {} | {} | {} | {} / {} | {} | {} |",
+            "| {label} | {} | {} | {} | {} | {} | {} / {} | {} | {} |",
             percent(self.fact_correct, self.answerable),
             percent(self.honest_declines, self.unanswerable),
             percent(self.with_false_figure, self.answers),
+            percent(self.with_must_not, self.answers),
             percent(self.citations_precise, self.citations),
             self.retrieval_misses,
             self.answering_misses,
@@ -203,7 +207,7 @@ impl Tally {
         )
     }
 
-    pub const HEADER: &str = "| run | fact-correct | honest decline | false figure | citation precision | misses: retrieval / answering | TTFT p50 ms | latency p50 ms |\n| --- | --- | --- | --- | --- | --- | --- | --- |";
+    pub const HEADER: &str = "| run | fact-correct | honest decline | false figure | must-not stated | citation precision | misses: retrieval / answering | TTFT p50 ms | latency p50 ms |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |";
 }
 
 fn median(values: &[u64]) -> u64 {

@@ -17,7 +17,7 @@ use crate::{
     EngineEvent, GenerationJob, InferenceEngine, ModelInfo,
     answer::{AnswerEvent, AnswerStats, CollectedAnswer},
     feedback::{FeedbackBook, FeedbackEntry, FeedbackFilter, NewFeedback, ServedAnswer, Turn},
-    grounding::{self, Evidence, EvidencePrompt, GroundingMode, GroundingPolicy, evidence},
+    grounding::{self, Evidence, EvidencePrompt, GroundingMode, GroundingPolicy, RegionNames, evidence},
     ledger::Ledger,
     stream::{Plan, Run, Step},
     validation::ValidGenerate,
@@ -31,6 +31,7 @@ pub struct GenerationService {
     feedback: Arc<FeedbackBook>,
     embedder: Option<Arc<dyn Embedder>>,
     grounding: GroundingPolicy,
+    region_names: Arc<RegionNames>,
 }
 
 impl GenerationService {
@@ -40,7 +41,15 @@ impl GenerationService {
         retrieval: Arc<dyn PassageSource>,
         feedback: Arc<FeedbackBook>,
     ) -> Self {
-        Self { engine, bundles, retrieval, feedback, embedder: None, grounding: GroundingPolicy::default() }
+        Self {
+            engine,
+            bundles,
+            retrieval,
+            feedback,
+            embedder: None,
+            grounding: GroundingPolicy::default(),
+            region_names: Arc::default(),
+        }
     }
 
     /// Evidence is ranked by meaning with this embedder (by words alone without one).
@@ -51,6 +60,13 @@ impl GenerationService {
 
     pub fn with_grounding(mut self, grounding: GroundingPolicy) -> Self {
         self.grounding = grounding;
+        self
+    }
+
+    /// How regions are named in policy text: in a document shared by several regions, a sentence
+    /// about another region only is never evidence (see [`grounding::regions`]).
+    pub fn with_region_names(mut self, names: RegionNames) -> Self {
+        self.region_names = Arc::new(names);
         self
     }
 
@@ -138,7 +154,8 @@ impl GenerationService {
             let engine = self.queue(valid, &run.bundle, passages.clone(), run.received_at)?;
             return Ok(Plan { passages, evidence: Evidence::default(), step: Step::Stream(engine) });
         }
-        let evidence = self.select_evidence(&valid.question, &passages).await;
+        let region = run.bundle.retrieval_regions.first().unwrap_or(&valid.region).clone();
+        let evidence = self.select_evidence(&valid.question, &passages, region).await;
         // With no evidence at all there is nothing to ground on, whatever the mode: hand over.
         let step = if evidence.sentences.is_empty() || grounding::should_decline(&evidence, &policy) {
             Step::Decline
@@ -175,14 +192,17 @@ impl GenerationService {
     }
 
     /// The evidence; ranked by words alone if the embedder fails (it is a ranking aid, not a gate).
-    async fn select_evidence(&self, question: &str, passages: &[Passage]) -> Evidence {
+    async fn select_evidence(&self, question: &str, passages: &[Passage], region: String) -> Evidence {
         let (question, passages_owned) = (question.to_owned(), passages.to_vec());
-        let embedder = self.embedder.clone();
+        let (embedder, names) = (self.embedder.clone(), Arc::clone(&self.region_names));
         let selected = tokio::task::spawn_blocking(move || {
-            evidence::select(&question, &passages_owned, embedder.as_deref()).or_else(|err| {
-                tracing::warn!(error = %err, "ranking evidence by words alone");
-                evidence::select(&question, &passages_owned, None)
-            })
+            let audience = names.audience(&region);
+            evidence::select(&question, &passages_owned, embedder.as_deref(), Some(&audience)).or_else(
+                |err| {
+                    tracing::warn!(error = %err, "ranking evidence by words alone");
+                    evidence::select(&question, &passages_owned, None, Some(&audience))
+                },
+            )
         })
         .await;
         match selected {

@@ -11,7 +11,7 @@ use rudder_core::{
 use rudder_embed::{FastembedEmbedder, FastembedOptions};
 use rudder_generation::{
     Engine, EngineConfig, FeedbackBook, GenerationService, GenerationServiceImpl, GroundingPolicy,
-    InferenceEngine,
+    InferenceEngine, grounding::RegionNames,
 };
 use rudder_ingest::{IngestOptions, IngestServiceImpl};
 use rudder_llm::{LoadedModel, ServingFormat};
@@ -336,7 +336,8 @@ pub(crate) async fn generation_and_prompts(
     .with_grounding(GroundingPolicy {
         mode: config.generation.grounding,
         decline_below: config.generation.decline_below,
-    });
+    })
+    .with_region_names(RegionNames::new(config.generation.region_names.clone()));
     let generation = Generation { grpc: GenerationServiceImpl::new(service), engine: shared };
     Ok((generation, prompt_service, watcher, registry))
 }

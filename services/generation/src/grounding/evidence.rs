@@ -11,6 +11,7 @@ use rudder_core::{Embedder, Passage};
 
 use super::{
     asks::{asks, states},
+    regions::Audience,
     sentences::{Span, is_list_item, sentences},
 };
 
@@ -76,27 +77,33 @@ impl Evidence {
 #[error("evidence selection: {0}")]
 pub struct EvidenceError(pub String);
 
-/// Chooses the evidence for `question` among the sentences of `passages`.
+/// Chooses the evidence for `question` among the sentences of `passages`, for a customer of
+/// `audience`'s region (none: every sentence may serve).
 pub fn select(
     question: &str,
     passages: &[Passage],
     embedder: Option<&dyn Embedder>,
+    audience: Option<&Audience<'_>>,
 ) -> Result<Evidence, EvidenceError> {
-    let candidates: Vec<(usize, Span)> = passages
+    let every: Vec<(usize, Span)> = passages
         .iter()
         .enumerate()
         .flat_map(|(i, p)| sentences(&p.text).into_iter().map(move |span| (i, span)))
         .collect();
+    let (mut candidates, mut lead_ins, mut texts) = (Vec::new(), Vec::new(), Vec::new());
+    for (&(i, span), lead_in) in every.iter().zip(find_lead_ins(&every, passages)) {
+        let text = claim_text(&passages[i].text, span, lead_in);
+        if audience.is_some_and(|audience| audience.excludes(&text, &passages[i])) {
+            continue;
+        }
+        candidates.push((i, span));
+        lead_ins.push(lead_in);
+        texts.push(text);
+    }
     if candidates.is_empty() {
         return Ok(Evidence::default());
     }
-    let lead_ins = lead_ins(&candidates, passages);
-    let texts: Vec<String> = candidates
-        .iter()
-        .zip(&lead_ins)
-        .map(|((i, span), lead_in)| claim_text(&passages[*i].text, *span, *lead_in))
-        .collect();
-    let headings: Vec<Vec<String>> = passages.iter().map(|p| terms(&heading_text(p))).collect();
+    let headings: Vec<Vec<String>> = passages.iter().map(|p| terms(&p.headings())).collect();
     let sentence_terms: Vec<Vec<String>> = texts.iter().map(|text| terms(text)).collect();
     let question_terms = unique(terms(question));
     let asked = asks(question);
@@ -108,7 +115,7 @@ pub fn select(
             let under_headings: Vec<String> = candidates
                 .iter()
                 .zip(&texts)
-                .map(|((i, _), text)| format!("{}: {text}", heading_text(&passages[*i])))
+                .map(|((i, _), text)| format!("{}: {text}", passages[*i].headings()))
                 .collect();
             let query = embedder.embed_query(question).map_err(|err| EvidenceError(err.to_string()))?;
             let vectors =
@@ -219,7 +226,7 @@ fn follow_list_introductions(
 
 /// For each candidate that is a list item, the nearest line above it in its passage that ends with
 /// a colon, past the list's other items.
-fn lead_ins(candidates: &[(usize, Span)], passages: &[Passage]) -> Vec<Option<Span>> {
+fn find_lead_ins(candidates: &[(usize, Span)], passages: &[Passage]) -> Vec<Option<Span>> {
     candidates
         .iter()
         .enumerate()
@@ -245,12 +252,6 @@ fn claim_text(text: &str, span: Span, lead_in: Option<Span>) -> String {
         Some(lead_in) => format!("{} {}", lead_in.of(text), span.of(text)),
         None => span.of(text).to_owned(),
     }
-}
-
-/// The passage's title and headings, as one line.
-pub fn heading_text(passage: &Passage) -> String {
-    let section = passage.section();
-    if section.is_empty() { passage.title.clone() } else { format!("{} > {section}", passage.title) }
 }
 
 /// How rare each question word is among the candidate sentences (inverse document frequency,
@@ -362,7 +363,7 @@ mod tests {
                 "Standard delivery costs £3.99. Orders over £50 ship free. Parcels arrive in 3 days.",
             ),
         ];
-        let evidence = select("how much is shipping for a £20 order??", &passages, None).unwrap();
+        let evidence = select("how much is shipping for a £20 order??", &passages, None, None).unwrap();
         let best = evidence.best().unwrap();
         assert_eq!(best.passage, 1);
         assert!(best.text.contains("£3.99") || best.text.contains("free"), "{best:?}");
@@ -376,7 +377,7 @@ mod tests {
             "Conditions",
             "You can return an item if:\n* it is unworn and has its tags.\n",
         )];
-        let evidence = select("can i return an item?", &passages, None).unwrap();
+        let evidence = select("can i return an item?", &passages, None, None).unwrap();
         let texts: Vec<&str> = evidence.sentences.iter().map(|s| s.text.as_str()).collect();
         assert!(texts.contains(&"You can return an item if: it is unworn and has its tags."), "{texts:?}");
     }
@@ -388,7 +389,7 @@ mod tests {
             "Within Canada",
             "We collect GST/HST on sales to Canadian customers based in:\n\n* Alberta\n* Ontario\n\nPrices are in US dollars.\n",
         )];
-        let evidence = select("do you charge tax in ontario?", &passages, None).unwrap();
+        let evidence = select("do you charge tax in ontario?", &passages, None, None).unwrap();
         let best = evidence.best().unwrap();
         assert_eq!(best.text, "We collect GST/HST on sales to Canadian customers based in: Ontario");
         assert_eq!(best.span.of(&passages[0].text), "Ontario");

@@ -11,6 +11,7 @@
 pub mod asks;
 pub mod evidence;
 pub mod figures;
+pub mod regions;
 pub mod sentences;
 pub mod verify;
 
@@ -18,6 +19,7 @@ use rudder_core::Passage;
 pub use rudder_core::grounding::GroundingMode;
 
 pub use evidence::{Evidence, EvidenceSentence};
+pub use regions::{Audience, RegionNames};
 pub use verify::{PromptEcho, Verdict};
 
 /// How the answer that was served came about.
@@ -222,7 +224,7 @@ pub struct Settled {
 
 /// The model's evidence passages' headers, which an answer must not recite.
 pub fn passage_headers(passages: &[Passage]) -> Vec<String> {
-    passages.iter().map(evidence::heading_text).collect()
+    passages.iter().map(Passage::headings).collect()
 }
 
 fn sentence_case(text: &str) -> String {
@@ -259,7 +261,8 @@ mod tests {
     fn the_model_sees_only_the_evidence_and_markers_come_back_to_the_retrieved_passages() {
         let retrieved = retrieved();
         let evidence =
-            evidence::select("how many days do i have to return unworn stuff", &retrieved, None).unwrap();
+            evidence::select("how many days do i have to return unworn stuff", &retrieved, None, None)
+                .unwrap();
         assert_eq!(evidence.best().unwrap().passage, 1);
         let prompt = EvidencePrompt::new(&evidence, &retrieved);
         assert_eq!(prompt.sources[0], 1);
@@ -274,7 +277,8 @@ mod tests {
     fn a_false_figure_never_leaves_the_server() {
         let retrieved = retrieved();
         let evidence =
-            evidence::select("how many days do i have to return unworn stuff", &retrieved, None).unwrap();
+            evidence::select("how many days do i have to return unworn stuff", &retrieved, None, None)
+                .unwrap();
         let prompt = EvidencePrompt::new(&evidence, &retrieved);
         let settled = settle("You have 60 days to return unworn items [1].", &prompt, &evidence, echo());
         assert_eq!(settled.grounding, Grounding::Extractive);
@@ -286,7 +290,7 @@ mod tests {
     fn spans_are_character_offsets_into_the_retrieved_passage() {
         let retrieved =
             vec![Passage { text: "Café hours vary. Returns take 5 days.".into(), ..Passage::default() }];
-        let evidence = evidence::select("how long do returns take", &retrieved, None).unwrap();
+        let evidence = evidence::select("how long do returns take", &retrieved, None, None).unwrap();
         let span = &spans(&evidence, &retrieved)[0];
         let chars: String = retrieved[0]
             .text
