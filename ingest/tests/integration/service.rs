@@ -404,3 +404,47 @@ async fn documents_named_by_their_path_are_listed_got_and_deleted_by_it() {
         .into_inner();
     assert!(kept.document.unwrap().chunk_count > 0);
 }
+
+/// Documents built to exhaust a parser's stack: each is ingested or refused on its own, with a
+/// status, and the service answers the next request (before the HTML walker stopped recursing, the
+/// first one aborted the whole process).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_nested_tens_of_thousands_deep_neither_crash_nor_block_the_service() {
+    let mut server = serve(IngestOptions::new(regions())).await;
+    let depth = 20_000;
+    let html = format!(
+        "<html><body>{}<p>Refunds take 14 days.</p>{}</body></html>",
+        "<div>".repeat(depth),
+        "</div>".repeat(depth)
+    );
+    let quotes = format!("# Refunds\n\n{}Refunds take 14 days.\n", "> ".repeat(depth));
+    let lists = format!(
+        "# Refunds\n\n{}\n",
+        (0..depth).map(|i| format!("{}- level\n", "  ".repeat(i % 200))).collect::<String>()
+    );
+    let front = format!(
+        "+++\nregions = {}{}\n+++\n# Refunds\n\nRefunds take 14 days.\n",
+        "[".repeat(depth),
+        "]".repeat(depth)
+    );
+    let documents = [("nested.html", html), ("quotes.md", quotes), ("lists.md", lists), ("front.md", front)];
+    for (name, content) in &documents {
+        let messages = vec![start(name, &["us"]), data(content.as_bytes()), end()];
+        let response = server.client.ingest(tokio_stream::iter(messages)).await;
+        let response =
+            response.unwrap_or_else(|status| panic!("{name}: the stream failed: {status:?}")).into_inner();
+        let result = &response.results[0];
+        let outcome = IngestOutcome::try_from(result.outcome).unwrap();
+        assert!(
+            outcome == IngestOutcome::Ingested
+                || (outcome == IngestOutcome::Failed
+                    && result.error_code == i32::from(Code::InvalidArgument)),
+            "{name}: {result:?}"
+        );
+    }
+    let listed = server.client.list_documents(ListDocumentsRequest::default()).await.unwrap().into_inner();
+    assert!(
+        listed.documents.iter().any(|d| d.metadata.as_ref().is_some_and(|m| m.doc_id == "nested")),
+        "{listed:?}"
+    );
+}
