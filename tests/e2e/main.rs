@@ -6,6 +6,7 @@
 mod bundles;
 mod generation;
 mod grounding;
+mod hostile;
 mod journey;
 mod model_files;
 mod retrieval_quality;

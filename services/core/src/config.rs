@@ -26,6 +26,8 @@ pub struct GenerationConfig {
     pub serving_format: ServingFormatName,
     pub queue_capacity: usize,
     pub head_cache_mib: usize,
+    /// Prompt tokens one request may prefill at most; passages are trimmed to fit.
+    pub max_prompt_tokens: usize,
     /// A RetrievalService to ask for passages (split mode); empty: retrieval in this process.
     pub retrieval_url: String,
     /// Time one remote retrieval may take (connect included).

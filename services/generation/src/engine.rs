@@ -31,13 +31,20 @@ pub struct EngineConfig {
     pub queue_capacity: usize,
     /// Memory bound of the head cache.
     pub head_cache_bytes: usize,
+    /// Prompt tokens one request may prefill at most (passages are trimmed to fit), whatever the
+    /// model's context: prefill time grows with it, and the worker serves one request at a time.
+    pub max_prompt_tokens: usize,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        Self { queue_capacity: 16, head_cache_bytes: 256 << 20 }
+        Self { queue_capacity: 16, head_cache_bytes: 256 << 20, max_prompt_tokens: 2048 }
     }
 }
+
+/// Tokens prefilled between two checks that the request is still wanted: a request whose client
+/// left (or whose deadline passed) frees the model within one chunk.
+const PREFILL_CHUNK: usize = 256;
 
 /// What the served model is (for GetModelInfo and bundle checks).
 #[derive(Debug, Clone)]
@@ -132,6 +139,7 @@ impl Engine {
             heads: HeadCache::new(config.head_cache_bytes),
             steering: HashMap::new(),
             steering_order: VecDeque::new(),
+            max_prompt_tokens: config.max_prompt_tokens,
         };
         std::thread::Builder::new()
             .name("rudder-model".into())
@@ -182,6 +190,7 @@ struct Worker {
     /// [`STEERING_KEPT`] of them.
     steering: HashMap<String, Arc<Steering>>,
     steering_order: VecDeque<String>,
+    max_prompt_tokens: usize,
 }
 
 /// Bundle versions whose loaded steering stays in memory (each is well under a megabyte for the
@@ -232,7 +241,8 @@ impl Worker {
         let budget = config
             .max_position
             .saturating_sub(steering.virtual_positions())
-            .saturating_sub(job.params.max_tokens as usize);
+            .saturating_sub(job.params.max_tokens as usize)
+            .min(self.max_prompt_tokens);
         let parts = PromptParts {
             system_text: &job.bundle.system_text,
             passages: &job.passages,
@@ -249,8 +259,9 @@ impl Worker {
         // head stays as it is.
         let room = plan.tail.len() + job.params.max_tokens as usize;
         let mut cache = head.cache.in_place_copy(room, self.model.model.serving_kv_dtype())?;
-        let tail = self.model.model.embed(&ids(&plan.tail)?)?;
-        let logits = self.model.model.forward(&tail, &mut cache, ForwardOptions::SERVE_LAST)?;
+        let Some(logits) = prefill(&self.model, &plan.tail, &mut cache, &job.events)? else {
+            return Ok(()); // cancelled during prefill
+        };
         let started = EngineEvent::Started {
             passages: plan.passages,
             passages_dropped: plan.passages_dropped,
@@ -338,6 +349,32 @@ fn compute_head(
         ForwardOptions { logits: LogitsAt::None, differentiable: false },
     )?;
     Ok(HeadState { cache, head_tokens: head.to_vec() })
+}
+
+/// Runs `tokens` after `cache` in chunks of [`PREFILL_CHUNK`], stopping early (`None`) once nobody
+/// waits for the request's events; the logits after the last token otherwise.
+fn prefill(
+    model: &LoadedModel,
+    tokens: &[u32],
+    cache: &mut KvCache,
+    events: &mpsc::Sender<EngineEvent>,
+) -> Result<Option<Tensor>, GenerationError> {
+    let chunks: Vec<&[u32]> = tokens.chunks(PREFILL_CHUNK).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        if events.is_closed() {
+            return Ok(None);
+        }
+        let embeds = model.model.embed(&ids(chunk)?)?;
+        if i + 1 == chunks.len() {
+            return Ok(Some(model.model.forward(&embeds, cache, ForwardOptions::SERVE_LAST)?));
+        }
+        model.model.forward(
+            &embeds,
+            cache,
+            ForwardOptions { logits: LogitsAt::None, differentiable: false },
+        )?;
+    }
+    Err(GenerationError::Internal("a prompt without tokens after its head".into()))
 }
 
 fn ids(tokens: &[u32]) -> Result<Tensor, GenerationError> {

@@ -292,6 +292,7 @@ pub(crate) async fn generation_and_prompts(
         EngineConfig {
             queue_capacity: config.generation.queue_capacity,
             head_cache_bytes: config.generation.head_cache_mib << 20,
+            max_prompt_tokens: config.generation.max_prompt_tokens,
         },
     )?;
     let prompts = &config.prompts;

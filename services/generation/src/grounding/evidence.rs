@@ -24,6 +24,8 @@ const WORD_WEIGHT: f32 = 0.25;
 /// Bonus for a sentence of the first retrieved passage, halved for the second, and so on: hybrid
 /// retrieval ranked whole passages with more context than one sentence has.
 const RANK_BONUS: f32 = 0.06;
+/// Sentences embedded for one question at most (five retrieved passages hold a few dozen).
+const MAX_EMBEDDED: usize = 96;
 /// Bonus for a sentence that states the kind of fact the question asks for ([`asks`]).
 const ASKED_KIND_BONUS: f32 = 0.05;
 
@@ -110,28 +112,12 @@ pub fn select(
     let rarity = rarity(&question_terms, &sentence_terms);
     let total: f32 = rarity.values().sum();
 
-    let similarities = match embedder {
-        Some(embedder) => {
-            let under_headings: Vec<String> = candidates
-                .iter()
-                .zip(&texts)
-                .map(|((i, _), text)| format!("{}: {text}", passages[*i].headings()))
-                .collect();
-            let query = embedder.embed_query(question).map_err(|err| EvidenceError(err.to_string()))?;
-            let vectors =
-                embedder.embed_documents(&under_headings).map_err(|err| EvidenceError(err.to_string()))?;
-            vectors.iter().map(|v| cosine(&query.vector, v)).collect()
-        }
-        None => vec![0.0; candidates.len()],
-    };
-
     let mut scored: Vec<EvidenceSentence> = candidates
         .iter()
         .zip(lead_ins)
         .zip(texts)
         .zip(&sentence_terms)
-        .zip(similarities)
-        .map(|(((((i, span), lead_in), text), words), similarity)| {
+        .map(|((((i, span), lead_in), text), words)| {
             let held: f32 = question_terms
                 .iter()
                 .map(|t| {
@@ -152,16 +138,32 @@ pub fn select(
                 span: *span,
                 lead_in,
                 text,
-                score: similarity
-                    + WORD_WEIGHT * coverage
+                score: WORD_WEIGHT * coverage
                     + RANK_BONUS / (1.0 + *i as f32)
                     + if states_asked { ASKED_KIND_BONUS } else { 0.0 },
-                similarity,
+                similarity: 0.0,
                 coverage,
                 states_asked,
             }
         })
         .collect();
+    if let Some(embedder) = embedder {
+        // Embedding is the costly part: past a bound (a client may send a whole document as one
+        // passage), only the sentences the words rank best are embedded and considered.
+        if scored.len() > MAX_EMBEDDED {
+            scored.sort_by(|a, b| b.score.total_cmp(&a.score));
+            scored.truncate(MAX_EMBEDDED);
+        }
+        let under_headings: Vec<String> =
+            scored.iter().map(|s| format!("{}: {}", passages[s.passage].headings(), s.text)).collect();
+        let query = embedder.embed_query(question).map_err(|err| EvidenceError(err.to_string()))?;
+        let vectors =
+            embedder.embed_documents(&under_headings).map_err(|err| EvidenceError(err.to_string()))?;
+        for (sentence, vector) in scored.iter_mut().zip(&vectors) {
+            sentence.similarity = cosine(&query.vector, vector);
+            sentence.score += sentence.similarity;
+        }
+    }
     scored.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.passage.cmp(&b.passage)));
     let best = scored[0].score;
     let mut chosen: Vec<EvidenceSentence> = Vec::new();
