@@ -2,7 +2,7 @@
 //! [`ServiceError`] to a gRPC status. Messages are destructured completely, so a field added to the
 //! .proto breaks the build here instead of being silently ignored.
 
-use rudder_core::{Citation, Passage, ServiceError};
+use rudder_core::{Citation, Passage, ServiceError, store::SearchMode};
 use tonic::{Code, Status};
 
 use crate::v1;
@@ -12,6 +12,24 @@ use crate::v1;
 pub fn timestamp(rfc3339: &str) -> Option<prost_types::Timestamp> {
     let seconds = rudder_core::time::parse_rfc3339(rfc3339)?;
     Some(prost_types::Timestamp { seconds: i64::try_from(seconds).ok()?, nanos: 0 })
+}
+
+/// The search a wire `RetrievalMode` asks for (UNSPECIFIED: hybrid); None for an unknown value.
+pub fn search_mode(mode: i32) -> Option<SearchMode> {
+    match v1::RetrievalMode::try_from(mode).ok()? {
+        v1::RetrievalMode::Unspecified | v1::RetrievalMode::Hybrid => Some(SearchMode::Hybrid),
+        v1::RetrievalMode::Dense => Some(SearchMode::Dense),
+        v1::RetrievalMode::Sparse => Some(SearchMode::Sparse),
+    }
+}
+
+/// The wire `RetrievalMode` of a search.
+pub fn retrieval_mode(mode: SearchMode) -> v1::RetrievalMode {
+    match mode {
+        SearchMode::Hybrid => v1::RetrievalMode::Hybrid,
+        SearchMode::Dense => v1::RetrievalMode::Dense,
+        SearchMode::Sparse => v1::RetrievalMode::Sparse,
+    }
 }
 
 /// The gRPC status a service error answers with.

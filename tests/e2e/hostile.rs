@@ -71,3 +71,28 @@ async fn a_huge_passage_neither_holds_the_model_past_its_deadline_nor_stalls_the
     assert!(served.stats.is_some_and(|s| s.output_tokens > 0), "the model answered the next request");
     server.server.shutdown().await
 }
+
+#[tokio::test]
+async fn hostile_retrieval_options_and_history_get_invalid_argument_naming_the_field() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let mut client = GenerationServiceClient::new(server.channel().await?);
+    let base = || GenerateRequest {
+        question: "how long do refunds take?".into(),
+        region: "uk".into(),
+        ..Default::default()
+    };
+    let options = |mode, min_score| Some(v1::RetrievalOptions { mode, min_score, ..Default::default() });
+    let turn = |content: String| v1::ChatTurn { role: v1::ChatRole::User as i32, content };
+    let cases = [
+        (GenerateRequest { retrieval: options(99, None), ..base() }, "retrieval.mode"),
+        (GenerateRequest { retrieval: options(0, Some(f32::NAN)), ..base() }, "retrieval.min_score"),
+        (GenerateRequest { history: vec![turn("hi".into()); 10_000], ..base() }, "history"),
+        (GenerateRequest { history: vec![turn("x".repeat(5000))], ..base() }, "history[0].content"),
+    ];
+    for (request, field) in cases {
+        let refused = client.generate_once(request).await.unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{field}: {refused:?}");
+        assert!(refused.message().starts_with(field), "{field}: {}", refused.message());
+    }
+    server.server.shutdown().await
+}

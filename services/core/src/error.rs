@@ -7,7 +7,7 @@ pub enum ServiceError {
     #[error("{field}: {reason}")]
     InvalidArgument { field: String, reason: String },
     /// An unknown region, brand, bundle or document; `known` lists what exists.
-    #[error("unknown {what} {name:?}; known: {}", known.join(", "))]
+    #[error("unknown {what} {name:?}; {}", known_list(known))]
     NotFound { what: &'static str, name: String, known: Vec<String> },
     /// The request is well-formed but the system is not in a state to serve it (e.g. an artifact
     /// trained on another base model).
@@ -30,5 +30,29 @@ pub enum ServiceError {
 impl ServiceError {
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
         Self::InvalidArgument { field: field.into(), reason: reason.into() }
+    }
+}
+
+/// "known: a, b", or "none is known" for an empty list (a message ending in "known: " reads as cut off).
+fn known_list(known: &[String]) -> String {
+    if known.is_empty() { "none is known".to_owned() } else { format!("known: {}", known.join(", ")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_found_lists_what_is_known_or_says_nothing_is() {
+        let err = |known: &[&str]| {
+            ServiceError::NotFound {
+                what: "document",
+                name: "x".into(),
+                known: known.iter().map(|k| k.to_string()).collect(),
+            }
+            .to_string()
+        };
+        assert_eq!(err(&["a", "b"]), "unknown document \"x\"; known: a, b");
+        assert_eq!(err(&[]), "unknown document \"x\"; none is known");
     }
 }

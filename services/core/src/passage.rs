@@ -83,6 +83,7 @@ pub struct PassageQuery {
     pub region: String,
     pub brand: Option<String>,
     pub top_k: u32,
+    pub mode: crate::store::SearchMode,
     pub tags: Vec<String>,
     pub min_score: Option<f32>,
 }

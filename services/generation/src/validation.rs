@@ -10,6 +10,8 @@ use crate::{SamplingParams, grounding::GroundingMode};
 /// Longest question accepted, in characters (about 1,000 tokens).
 pub const MAX_QUESTION_CHARS: usize = 4000;
 pub const MAX_STOP_SEQUENCES: usize = 8;
+/// Earlier turns a request may carry: a support conversation's recent context, not its archive.
+pub const MAX_HISTORY_TURNS: usize = 32;
 pub const DEFAULT_TOP_K: u32 = 5;
 pub const MAX_TOP_K: u32 = 20;
 
@@ -22,6 +24,7 @@ pub struct ValidGenerate {
     pub history: Vec<Message>,
     pub passages: Vec<rudder_core::Passage>,
     pub top_k: u32,
+    pub mode: rudder_core::store::SearchMode,
     pub tags: Vec<String>,
     pub min_score: Option<f32>,
     pub sampling: v1::SamplingParams,
@@ -63,10 +66,22 @@ impl ValidGenerate {
         if region.is_empty() {
             return Err(ServiceError::invalid("region", "must be set (e.g. \"us\", \"uk\", \"eu\")"));
         }
+        if history.len() > MAX_HISTORY_TURNS {
+            return Err(ServiceError::invalid(
+                "history",
+                format!("has {} turns; at most {MAX_HISTORY_TURNS} (send the latest ones)", history.len()),
+            ));
+        }
         let history = history
             .into_iter()
             .enumerate()
             .map(|(i, turn)| {
+                if turn.content.chars().count() > MAX_QUESTION_CHARS {
+                    return Err(ServiceError::invalid(
+                        format!("history[{i}].content"),
+                        format!("is longer than {MAX_QUESTION_CHARS} characters"),
+                    ));
+                }
                 let role = match v1::ChatRole::try_from(turn.role) {
                     Ok(v1::ChatRole::User) => Role::User,
                     Ok(v1::ChatRole::Assistant) => Role::Assistant,
@@ -81,7 +96,13 @@ impl ValidGenerate {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let retrieval = retrieval.unwrap_or_default();
-        let v1::RetrievalOptions { top_k, mode: _, tags, min_score } = retrieval;
+        let v1::RetrievalOptions { top_k, mode, tags, min_score } = retrieval;
+        let mode = rudder_proto::convert::search_mode(mode).ok_or_else(|| {
+            ServiceError::invalid("retrieval.mode", format!("unknown retrieval mode {mode}"))
+        })?;
+        if min_score.is_some_and(|s| !s.is_finite()) {
+            return Err(ServiceError::invalid("retrieval.min_score", "must be a finite number"));
+        }
         if top_k > MAX_TOP_K {
             return Err(ServiceError::invalid(
                 "retrieval.top_k",
@@ -105,6 +126,7 @@ impl ValidGenerate {
             history,
             passages: passages.into_iter().map(Into::into).collect(),
             top_k: if top_k == 0 { DEFAULT_TOP_K } else { top_k },
+            mode,
             tags,
             min_score,
             sampling,
@@ -124,6 +146,7 @@ impl ValidGenerate {
             region: bundle.retrieval_regions.first().cloned().unwrap_or_else(|| self.region.clone()),
             brand: bundle.retrieval_brands.first().cloned().or_else(|| self.brand.clone()),
             top_k: self.top_k,
+            mode: self.mode,
             tags: self.tags.clone(),
             min_score: self.min_score,
         }
@@ -246,5 +269,55 @@ mod tests {
         };
         let err = ValidGenerate::new(request, 2048).unwrap_err();
         assert!(err.to_string().contains("grounding"), "{err}");
+    }
+
+    #[test]
+    fn hostile_retrieval_options_and_history_are_refused_naming_their_field() {
+        let base = || v1::GenerateRequest { question: "q".into(), region: "uk".into(), ..Default::default() };
+        let options = |mode, min_score| Some(v1::RetrievalOptions { mode, min_score, ..Default::default() });
+        let cases = [
+            (v1::GenerateRequest { retrieval: options(99, None), ..base() }, "retrieval.mode"),
+            (v1::GenerateRequest { retrieval: options(0, Some(f32::NAN)), ..base() }, "retrieval.min_score"),
+            (
+                v1::GenerateRequest { retrieval: options(0, Some(f32::INFINITY)), ..base() },
+                "retrieval.min_score",
+            ),
+            (
+                v1::GenerateRequest {
+                    history: vec![
+                        v1::ChatTurn { role: v1::ChatRole::User as i32, content: "hi".into() };
+                        10_000
+                    ],
+                    ..base()
+                },
+                "history",
+            ),
+            (
+                v1::GenerateRequest {
+                    history: vec![v1::ChatTurn {
+                        role: v1::ChatRole::User as i32,
+                        content: "x".repeat(5000),
+                    }],
+                    ..base()
+                },
+                "history[0].content",
+            ),
+        ];
+        for (request, field) in cases {
+            match ValidGenerate::new(request, 2048) {
+                Err(ServiceError::InvalidArgument { field: named, .. }) => assert_eq!(named, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        let dense = ValidGenerate::new(
+            v1::GenerateRequest { retrieval: options(v1::RetrievalMode::Dense as i32, Some(0.2)), ..base() },
+            2048,
+        )
+        .unwrap();
+        assert_eq!(
+            dense.passage_query(&bundle(&[], &[])).mode,
+            rudder_core::store::SearchMode::Dense,
+            "the mode asked for is the mode searched"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! RetrievalService over gRPC: validation into [`ValidRetrieve`] at the edge, the search on a blocking
 //! thread, passages and timings on the wire.
 
-use rudder_core::{ServiceError, store::SearchMode};
+use rudder_core::ServiceError;
 use rudder_proto::{status, v1};
 use tonic::{Request, Response, Status};
 use tracing::instrument;
@@ -56,12 +56,8 @@ impl ValidRetrieve {
                 "must be between 0.0 (most diverse) and 1.0 (pure relevance)",
             ));
         }
-        let mode = match v1::RetrievalMode::try_from(mode) {
-            Ok(v1::RetrievalMode::Unspecified | v1::RetrievalMode::Hybrid) => SearchMode::Hybrid,
-            Ok(v1::RetrievalMode::Dense) => SearchMode::Dense,
-            Ok(v1::RetrievalMode::Sparse) => SearchMode::Sparse,
-            Err(_) => return Err(ServiceError::invalid("mode", format!("unknown retrieval mode {mode}"))),
-        };
+        let mode = rudder_proto::convert::search_mode(mode)
+            .ok_or_else(|| ServiceError::invalid("mode", format!("unknown retrieval mode {mode}")))?;
         Ok(Self {
             query,
             region,

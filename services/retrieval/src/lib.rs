@@ -201,7 +201,7 @@ impl PassageSource for Retriever {
                 region: query.region,
                 brand: query.brand,
                 top_k: query.top_k.clamp(1, MAX_TOP_K),
-                mode: SearchMode::Hybrid,
+                mode: query.mode,
                 tags: query.tags,
                 doc_ids: Vec::new(),
                 min_score: query.min_score,

@@ -36,7 +36,7 @@ impl PassageSource for RemoteRetrieval {
                 region: query.region,
                 brand: query.brand.unwrap_or_default(),
                 top_k: query.top_k,
-                mode: v1::RetrievalMode::Hybrid as i32,
+                mode: rudder_proto::convert::retrieval_mode(query.mode) as i32,
                 tags: query.tags,
                 min_score: query.min_score,
                 ..Default::default()
