@@ -3,7 +3,7 @@ SHELL := bash
 CARGO ?= cargo
 export RUDDER_MODELS_DIR ?= $(HOME)/.cache/rudder/models
 
-.PHONY: demo test models build lint fmt clean-models artifacts
+.PHONY: demo test models build lint fmt clean-models artifacts fuzz
 
 ## demo: fetch models, build, start the all-in-one server on the embedded store and run the main job
 demo: models build
@@ -13,6 +13,11 @@ demo: models build
 test: models build
 	bash deploy/clients/python/smoke.sh
 	$(CARGO) test --locked --workspace
+
+## fuzz: mutate the sample corpus into every document parser for RUDDER_FUZZ_SECONDS (default 600);
+## findings go to target/fuzz-findings/ (make test runs a short bounded pass of the same)
+fuzz: models
+	$(CARGO) test --locked -p rudder-ingest --test integration fuzz_for_a_while -- --ignored --nocapture
 
 ## models: fetch and verify the model files of shared/MODELS.md (does nothing when they are in place)
 models:

@@ -11,6 +11,7 @@ mod basecamp;
 mod chunker;
 mod crash;
 mod front_matter;
+mod fuzz;
 mod identity;
 mod loaders;
 mod local;
