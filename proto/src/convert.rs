@@ -2,7 +2,7 @@
 //! [`ServiceError`] to a gRPC status. Messages are destructured completely, so a field added to the
 //! .proto breaks the build here instead of being silently ignored.
 
-use rudder_core::{Citation, Passage, ServiceError, store::SearchMode};
+use rudder_core::{Citation, GroundingMode, Passage, ServiceError, store::SearchMode};
 use tonic::{Code, Status};
 
 use crate::v1;
@@ -29,6 +29,17 @@ pub fn retrieval_mode(mode: SearchMode) -> v1::RetrievalMode {
         SearchMode::Hybrid => v1::RetrievalMode::Hybrid,
         SearchMode::Dense => v1::RetrievalMode::Dense,
         SearchMode::Sparse => v1::RetrievalMode::Sparse,
+    }
+}
+
+/// The wire value of a grounding mode.
+pub fn grounding_mode(mode: GroundingMode) -> v1::GroundingMode {
+    match mode {
+        GroundingMode::Off => v1::GroundingMode::Off,
+        GroundingMode::Evidence => v1::GroundingMode::EvidenceOnly,
+        GroundingMode::Verified => v1::GroundingMode::Verified,
+        GroundingMode::Full => v1::GroundingMode::Full,
+        GroundingMode::Extractive => v1::GroundingMode::Extractive,
     }
 }
 

@@ -5,9 +5,8 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
     sync::Arc,
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use rudder_core::{
@@ -18,7 +17,10 @@ use rudder_ingest::{IngestOptions, Pipeline, client, metadata::PartialMetadata};
 use rudder_proto::v1::{RetrieveRequest, retrieval_service_client::RetrievalServiceClient};
 use rudder_store::EdgeStore;
 
-use crate::ConfigFlags;
+use crate::{
+    ConfigFlags,
+    bench_child::{ChildServer, pct},
+};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct RetrievalBenchArgs {
@@ -73,7 +75,7 @@ pub async fn run(args: &RetrievalBenchArgs) -> anyhow::Result<()> {
     for &chunks in &args.chunks {
         let data_dir = scratch.path().join(format!("store-{chunks}"));
         let prepared = prepare_store(&data_dir, &corpus, chunks, embedder.dim()).await?;
-        let server = RetrievalServer::start(&data_dir, &config)?;
+        let server = ChildServer::start(&["serve", "retrieval"], &data_dir, &config)?;
         let mut channel_client = RetrievalServiceClient::new(crate::status::connect(&server.url).await?);
         // Warm up: page in the store, first connections.
         for (question, region) in questions.iter().take(20) {
@@ -225,53 +227,4 @@ fn timed<T, E>(f: impl FnOnce() -> Result<T, E>) -> Result<(T, f64), E> {
     let started = Instant::now();
     let value = f()?;
     Ok((value, started.elapsed().as_secs_f64() * 1000.0))
-}
-
-/// Nearest-rank percentile of `samples` (ms).
-fn pct(samples: &[f64], q: f64) -> f64 {
-    let mut sorted = samples.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1));
-    sorted.get(rank - 1).copied().unwrap_or(0.0)
-}
-
-/// `rudder serve retrieval` on the prepared store, as a child process (stopped on drop).
-struct RetrievalServer {
-    child: Child,
-    url: String,
-}
-
-impl RetrievalServer {
-    fn start(data_dir: &Path, config: &Config) -> anyhow::Result<Self> {
-        let addr_file = data_dir.join("addr");
-        let child = Command::new(std::env::current_exe()?)
-            .args(["serve", "retrieval", "--listen", "127.0.0.1:0", "--addr-file"])
-            .arg(&addr_file)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .arg("--models-dir")
-            .arg(&config.models.dir)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()?;
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while Instant::now() < deadline {
-            if let Ok(addr) = std::fs::read_to_string(&addr_file) {
-                return Ok(Self { child, url: format!("http://{}", addr.trim()) });
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        anyhow::bail!("rudder serve retrieval did not start within 120 s")
-    }
-
-    fn peak_rss_mib(&self) -> f64 {
-        crate::bench::peak_rss_mib_of(&self.child.id().to_string())
-    }
-}
-
-impl Drop for RetrievalServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

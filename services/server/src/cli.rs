@@ -84,6 +84,9 @@ pub enum BenchCommand {
     },
     /// RetrievalService latency over gRPC at 10k and 100k chunks, concurrency 1, 2 and 8; RSS.
     Retrieval(crate::bench_retrieval::RetrievalBenchArgs),
+    /// Many support tools at once: N gRPC clients against a started server, aggregate output
+    /// tokens/s, requests/s, p50/p99 latency and time to first token, refusals, RSS.
+    Serve(crate::bench_serve::ServeBenchArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,6 +129,7 @@ impl Cli {
                 crate::bench::train(&preflight::quick(&config.models.dir)?)
             }
             Command::Bench(BenchCommand::Retrieval(args)) => crate::bench_retrieval::run(&args).await,
+            Command::Bench(BenchCommand::Serve(args)) => crate::bench_serve::run(&args).await,
             Command::Bench(BenchCommand::Generate { config }) => {
                 let config = config.load()?;
                 crate::bench::generate(&preflight::quick(&config.models.dir)?)

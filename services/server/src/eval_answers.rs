@@ -178,13 +178,7 @@ pub async fn answers(args: &AnswerEvalArgs) -> anyhow::Result<()> {
 }
 
 fn request(case: &AnswerCase, mode: GroundingMode) -> v1::GenerateRequest {
-    let grounding = match mode {
-        GroundingMode::Off => v1::GroundingMode::Off,
-        GroundingMode::Evidence => v1::GroundingMode::EvidenceOnly,
-        GroundingMode::Verified => v1::GroundingMode::Verified,
-        GroundingMode::Full => v1::GroundingMode::Full,
-        GroundingMode::Extractive => v1::GroundingMode::Extractive,
-    };
+    let grounding = rudder_proto::convert::grounding_mode(mode);
     v1::GenerateRequest {
         question: case.question.clone(),
         region: case.region.clone(),

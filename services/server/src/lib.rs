@@ -3,7 +3,9 @@
 
 pub mod ask;
 pub mod bench;
+pub mod bench_child;
 pub mod bench_retrieval;
+pub mod bench_serve;
 pub mod cli;
 pub mod eval_answers;
 pub mod eval_cmd;
