@@ -1441,6 +1441,8 @@ def config_show_agrees(ctx: Ctx, proc: Proc, eff: Effective) -> list[str]:
             f"{shown[key]!r}"
             for key in sorted(eff.values)
             if key in shown and key not in skip and eff.origin[key] != "default.toml"
+            # Secrets print redacted by design.
+            and shown[key] != "[redacted]"
             and not same(shown[key], eff.values[key])]
 
 

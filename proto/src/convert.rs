@@ -2,7 +2,7 @@
 //! [`ServiceError`] to a gRPC status. Messages are destructured completely, so a field added to the
 //! .proto breaks the build here instead of being silently ignored.
 
-use rudder_core::{Citation, GroundingMode, Passage, ServiceError, store::SearchMode};
+use rudder_core::{Citation, GroundingMode, Passage, ServiceError, access::Principal, store::SearchMode};
 use tonic::{Code, Status};
 
 use crate::v1;
@@ -43,6 +43,12 @@ pub fn grounding_mode(mode: GroundingMode) -> v1::GroundingMode {
     }
 }
 
+/// The caller of `request`, as the server's authentication layer found it; the local principal
+/// (everything allowed) when no layer ran: authentication off, or a handler called in process.
+pub fn principal<T>(request: &tonic::Request<T>) -> Principal {
+    request.extensions().get::<Principal>().cloned().unwrap_or_else(Principal::local)
+}
+
 /// The gRPC status a service error answers with.
 pub fn status(err: ServiceError) -> Status {
     let code = match &err {
@@ -51,6 +57,8 @@ pub fn status(err: ServiceError) -> Status {
         ServiceError::FailedPrecondition(_) => Code::FailedPrecondition,
         ServiceError::ResourceExhausted(_) => Code::ResourceExhausted,
         ServiceError::Unavailable(_) => Code::Unavailable,
+        ServiceError::PermissionDenied(_) => Code::PermissionDenied,
+        ServiceError::Unauthenticated(_) => Code::Unauthenticated,
         ServiceError::Cancelled(_) => Code::Cancelled,
         ServiceError::Internal(_) => Code::Internal,
     };

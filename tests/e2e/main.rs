@@ -3,6 +3,7 @@
 // A test binary: a panic here is a failing test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod access;
 mod bundles;
 mod generation;
 mod grounding;

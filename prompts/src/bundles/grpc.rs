@@ -4,12 +4,12 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use rudder_core::{BundleKey, ServiceError};
+use rudder_core::{BundleKey, ServiceError, access::Principal};
 use rudder_generation::{
     Engine, ModelInfo,
     steering::{PREFIX_KEYS, PREFIX_VALUES, SOFT_PROMPT, check_prefix, check_soft_prompt},
 };
-use rudder_proto::{status, timestamp, v1};
+use rudder_proto::{convert::principal, status, timestamp, v1};
 use sha2::{Digest, Sha256};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -89,12 +89,20 @@ impl PromptServiceImpl {
         Self { registry, model, regions, evaluator }
     }
 
-    fn key(&self, region: &str, brand: &str, field: &str) -> Result<BundleKey, ServiceError> {
+    /// The bundle key a request names, within the caller's regions and brands.
+    fn key(
+        &self,
+        who: &Principal,
+        region: &str,
+        brand: &str,
+        field: &str,
+    ) -> Result<BundleKey, ServiceError> {
         let region = region.trim().to_lowercase();
         if region.is_empty() {
             return Err(ServiceError::invalid(format!("{field}region"), "must be set (e.g. \"uk\")"));
         }
         let brand = Some(brand.trim().to_lowercase()).filter(|b| !b.is_empty());
+        who.check(&region, brand.as_deref())?;
         Ok(BundleKey { region, brand })
     }
 
@@ -133,8 +141,37 @@ impl PromptServiceImpl {
     }
 }
 
-fn by(actor: String, reason: String) -> ChangeBy {
+/// Who made a change, for the audit log: the authenticated key's id (a different `actor` the request
+/// names is kept beside it); with authentication off, the request's `actor`.
+fn by(who: &Principal, actor: String, reason: String) -> ChangeBy {
+    let claimed = actor.trim();
+    let actor = if *who == Principal::local() {
+        claimed.to_owned()
+    } else if claimed.is_empty() || claimed == who.id {
+        who.id.clone()
+    } else {
+        format!("{} (as {claimed})", who.id)
+    };
     ChangeBy { actor, reason }
+}
+
+/// The region a listing may cover: the one asked for, within the caller's scope; a caller scoped to
+/// one region lists it without naming it.
+fn listing_region(who: &Principal, region: &str) -> Result<Option<String>, ServiceError> {
+    let region = region.trim().to_lowercase();
+    if !region.is_empty() {
+        who.check(&region, None)?;
+        return Ok(Some(region));
+    }
+    match who.regions.as_slice() {
+        [] => Ok(None),
+        [only] => Ok(Some(only.clone())),
+        _ => Err(ServiceError::PermissionDenied(format!(
+            "key {:?} covers several regions: name one of {}",
+            who.id,
+            who.regions.join(", ")
+        ))),
+    }
 }
 
 fn summary(s: &BundleSummary) -> v1::BundleSummary {
@@ -559,9 +596,9 @@ impl v1::prompt_service_server::PromptService for PromptServiceImpl {
         &self,
         request: Request<v1::ListBundlesRequest>,
     ) -> Result<Response<v1::ListBundlesResponse>, Status> {
-        let region = request.into_inner().region.trim().to_lowercase();
-        let region = Some(region.as_str()).filter(|r| !r.is_empty());
-        let bundles = self.registry.list(region).iter().map(summary).collect();
+        let who = principal(&request);
+        let region = listing_region(&who, &request.into_inner().region).map_err(status)?;
+        let bundles = self.registry.list(region.as_deref()).iter().map(summary).collect();
         Ok(Response::new(v1::ListBundlesResponse { bundles }))
     }
 
@@ -569,8 +606,9 @@ impl v1::prompt_service_server::PromptService for PromptServiceImpl {
         &self,
         request: Request<v1::GetBundleRequest>,
     ) -> Result<Response<v1::GetBundleResponse>, Status> {
+        let who = principal(&request);
         let r = request.into_inner().r#ref.unwrap_or_default();
-        let key = self.key(&r.region, &r.brand, "ref.").map_err(status)?;
+        let key = self.key(&who, &r.region, &r.brand, "ref.").map_err(status)?;
         let view = self.registry.get(&key, (r.version != 0).then_some(r.version)).map_err(status)?;
         let v = &view.version;
         let b = &v.bundle;
@@ -621,11 +659,12 @@ impl v1::prompt_service_server::PromptService for PromptServiceImpl {
         &self,
         request: Request<Streaming<v1::PublishBundleRequest>>,
     ) -> Result<Response<v1::PublishBundleResponse>, Status> {
+        let who = principal(&request);
         let mut upload = receive(request.into_inner()).await.map_err(status)?;
+        let key = self.key(&who, &upload.spec.region, &upload.spec.brand, "spec.").map_err(status)?;
         let artifacts = self.check_upload(&mut upload).map_err(status)?;
-        let key = self.key(&upload.spec.region, &upload.spec.brand, "spec.").map_err(status)?;
         let registry = Arc::clone(&self.registry);
-        let change = by(upload.spec.actor.clone(), upload.spec.description.clone());
+        let change = by(&who, upload.spec.actor.clone(), upload.spec.description.clone());
         let version = tokio::task::spawn_blocking(move || {
             registry.publish(&key, &change, |dir| write_version(dir, &upload.spec, &artifacts))
         })
@@ -646,9 +685,10 @@ impl v1::prompt_service_server::PromptService for PromptServiceImpl {
         &self,
         request: Request<v1::ActivateBundleRequest>,
     ) -> Result<Response<v1::ActivateBundleResponse>, Status> {
+        let who = principal(&request);
         let v1::ActivateBundleRequest { r#ref, traffic_percent, force, reason, actor } = request.into_inner();
         let r = r#ref.unwrap_or_default();
-        let key = self.key(&r.region, &r.brand, "ref.").map_err(status)?;
+        let key = self.key(&who, &r.region, &r.brand, "ref.").map_err(status)?;
         if r.version == 0 {
             return Err(status(ServiceError::invalid("ref.version", "name the version to activate")));
         }
@@ -667,7 +707,7 @@ impl v1::prompt_service_server::PromptService for PromptServiceImpl {
         }
         let guard = self.registry.begin_activation(&key).map_err(status)?;
         let outcome = self.gate(&key, r.version, force).await.map_err(status)?;
-        let change = by(actor, reason);
+        let change = by(&who, actor, reason);
         let summary_now = self
             .registry
             .activate(&guard, r.version, traffic_percent, &outcome, force, &change)
@@ -683,9 +723,10 @@ impl v1::prompt_service_server::PromptService for PromptServiceImpl {
         &self,
         request: Request<v1::RollbackBundleRequest>,
     ) -> Result<Response<v1::RollbackBundleResponse>, Status> {
+        let who = principal(&request);
         let v1::RollbackBundleRequest { region, brand, reason, actor } = request.into_inner();
-        let key = self.key(&region, &brand, "").map_err(status)?;
-        let s = self.registry.rollback(&key, &by(actor, reason)).map_err(status)?;
+        let key = self.key(&who, &region, &brand, "").map_err(status)?;
+        let s = self.registry.rollback(&key, &by(&who, actor, reason)).map_err(status)?;
         Ok(Response::new(v1::RollbackBundleResponse { summary: Some(summary(&s)) }))
     }
 
@@ -693,9 +734,10 @@ impl v1::prompt_service_server::PromptService for PromptServiceImpl {
         &self,
         request: Request<v1::PromoteCandidateRequest>,
     ) -> Result<Response<v1::PromoteCandidateResponse>, Status> {
+        let who = principal(&request);
         let v1::PromoteCandidateRequest { region, brand, reason, actor } = request.into_inner();
-        let key = self.key(&region, &brand, "").map_err(status)?;
-        let s = self.registry.promote(&key, &by(actor, reason)).map_err(status)?;
+        let key = self.key(&who, &region, &brand, "").map_err(status)?;
+        let s = self.registry.promote(&key, &by(&who, actor, reason)).map_err(status)?;
         Ok(Response::new(v1::PromoteCandidateResponse { summary: Some(summary(&s)) }))
     }
 
@@ -703,9 +745,10 @@ impl v1::prompt_service_server::PromptService for PromptServiceImpl {
         &self,
         request: Request<v1::AbortCandidateRequest>,
     ) -> Result<Response<v1::AbortCandidateResponse>, Status> {
+        let who = principal(&request);
         let v1::AbortCandidateRequest { region, brand, reason, actor } = request.into_inner();
-        let key = self.key(&region, &brand, "").map_err(status)?;
-        let s = self.registry.abort_candidate(&key, &by(actor, reason)).map_err(status)?;
+        let key = self.key(&who, &region, &brand, "").map_err(status)?;
+        let s = self.registry.abort_candidate(&key, &by(&who, actor, reason)).map_err(status)?;
         Ok(Response::new(v1::AbortCandidateResponse { summary: Some(summary(&s)) }))
     }
 
@@ -713,8 +756,9 @@ impl v1::prompt_service_server::PromptService for PromptServiceImpl {
         &self,
         request: Request<v1::EvaluateBundleRequest>,
     ) -> Result<Response<v1::EvaluateBundleResponse>, Status> {
+        let who = principal(&request);
         let r = request.into_inner().r#ref.unwrap_or_default();
-        let key = self.key(&r.region, &r.brand, "ref.").map_err(status)?;
+        let key = self.key(&who, &r.region, &r.brand, "ref.").map_err(status)?;
         let view = self.registry.get(&key, (r.version != 0).then_some(r.version)).map_err(status)?;
         let evaluator = self.evaluator.as_ref().ok_or_else(|| {
             status(ServiceError::FailedPrecondition("this server has no model to evaluate with".into()))
@@ -727,12 +771,14 @@ impl v1::prompt_service_server::PromptService for PromptServiceImpl {
         &self,
         request: Request<v1::GetAuditLogRequest>,
     ) -> Result<Response<v1::GetAuditLogResponse>, Status> {
+        let who = principal(&request);
         let v1::GetAuditLogRequest { region, brand, page_size, page_token } = request.into_inner();
-        let (region, brand) = (region.trim().to_lowercase(), brand.trim().to_lowercase());
+        let region = listing_region(&who, &region).map_err(status)?;
+        let brand = brand.trim().to_lowercase();
         let (entries, next_page_token) = self
             .registry
             .audit_page(
-                Some(region.as_str()).filter(|r| !r.is_empty()),
+                region.as_deref(),
                 Some(brand.as_str()).filter(|b| !b.is_empty()),
                 page_size as usize,
                 &page_token,
@@ -746,8 +792,15 @@ impl v1::prompt_service_server::PromptService for PromptServiceImpl {
 
     async fn reload_bundles(
         &self,
-        _request: Request<v1::ReloadBundlesRequest>,
+        request: Request<v1::ReloadBundlesRequest>,
     ) -> Result<Response<v1::ReloadBundlesResponse>, Status> {
+        let who = principal(&request);
+        if !who.regions.is_empty() || !who.brands.is_empty() {
+            return Err(status(ServiceError::PermissionDenied(format!(
+                "key {:?} is scoped to some regions or brands; reloading touches them all",
+                who.id
+            ))));
+        }
         let registry = Arc::clone(&self.registry);
         let reloaded = tokio::task::spawn_blocking(move || {
             registry.reload(&ChangeBy { actor: "ReloadBundles".into(), reason: "reload requested".into() })

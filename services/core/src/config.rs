@@ -16,6 +16,17 @@ pub struct Config {
     pub prompts: PromptsConfig,
     pub log: LogConfig,
     pub store: StoreConfig,
+    pub auth: AuthConfig,
+}
+
+/// Who may call the server (see `auth` in the server's default.toml).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The API key file (`rudder keys create`); empty: no authentication, loopback listeners only.
+    pub keys_file: String,
+    /// Health checks and reflection answer without a key.
+    pub open_health: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,6 +43,8 @@ pub struct GenerationConfig {
     pub retrieval_url: String,
     /// Time one remote retrieval may take (connect included).
     pub retrieval_timeout_ms: u64,
+    /// The API key generation sends to that RetrievalService (an agent key for its regions).
+    pub retrieval_api_key: Secret,
     /// How much of the grounded-answer pipeline runs when a request does not say.
     pub grounding: crate::grounding::GroundingMode,
     /// Decline (hand over) when the best evidence sentence scores below this.

@@ -19,6 +19,12 @@ pub enum ServiceError {
     /// A dependency is unreachable; retry with back-off.
     #[error("{0}")]
     Unavailable(String),
+    /// The caller's key does not allow this (its role, or its regions and brands).
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// No valid key was presented.
+    #[error("{0}")]
+    Unauthenticated(String),
     /// The client went away or its deadline passed.
     #[error("{0}")]
     Cancelled(String),

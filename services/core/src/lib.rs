@@ -2,6 +2,7 @@
 //! the domain types (passage, citation, bundle) and the seam traits (`Embedder`, `VectorStore`,
 //! `PassageSource`, `BundleRegistry`). It knows neither gRPC nor any model runtime.
 
+pub mod access;
 pub mod bundle;
 pub mod config;
 pub mod embedding;

@@ -33,8 +33,14 @@ impl GenerationServiceImpl {
         &self.service
     }
 
-    fn validate(&self, request: v1::GenerateRequest) -> Result<ValidGenerate, Status> {
-        ValidGenerate::new(request, self.service.context_length()).map_err(status)
+    /// The request as the service takes it, within the caller's regions and brands.
+    fn validate(&self, request: Request<v1::GenerateRequest>) -> Result<ValidGenerate, Status> {
+        let who = rudder_proto::convert::principal(&request);
+        let mut valid =
+            ValidGenerate::new(request.into_inner(), self.service.context_length()).map_err(status)?;
+        valid.brand = who.brand_for(valid.brand.take()).map_err(status)?;
+        who.check(&valid.region, valid.brand.as_deref()).map_err(status)?;
+        Ok(valid)
     }
 }
 
@@ -45,7 +51,7 @@ impl v1::generation_service_server::GenerationService for GenerationServiceImpl 
         &self,
         request: Request<v1::GenerateRequest>,
     ) -> Result<Response<tonic::codegen::BoxStream<v1::GenerateEvent>>, Status> {
-        let valid = self.validate(request.into_inner())?;
+        let valid = self.validate(request)?;
         let mut events = self.service.generate(valid).await.map_err(status)?;
         let (out, stream) = mpsc::channel(64);
         tokio::spawn(async move {
@@ -65,7 +71,7 @@ impl v1::generation_service_server::GenerationService for GenerationServiceImpl 
         &self,
         request: Request<v1::GenerateRequest>,
     ) -> Result<Response<v1::GenerateResponse>, Status> {
-        let valid = self.validate(request.into_inner())?;
+        let valid = self.validate(request)?;
         let collected = self.service.answer(valid).await.map_err(status)?;
         let finished = collected.finished;
         Ok(Response::new(v1::GenerateResponse {
@@ -98,14 +104,22 @@ impl v1::generation_service_server::GenerationService for GenerationServiceImpl 
         &self,
         request: Request<v1::ListFeedbackRequest>,
     ) -> Result<Response<v1::ListFeedbackResponse>, Status> {
+        let who = rudder_proto::convert::principal(&request);
         let v1::ListFeedbackRequest { region, corrections_only, page_size, page_token } =
             request.into_inner();
-        let filter = FeedbackFilter {
-            region: Some(region.trim().to_lowercase()).filter(|r| !r.is_empty()),
-            corrections_only,
-            page_size: page_size as usize,
-            page_token,
-        };
+        let region = Some(region.trim().to_lowercase()).filter(|r| !r.is_empty());
+        match &region {
+            Some(region) => who.check(region, None).map_err(status)?,
+            None if !who.regions.is_empty() => {
+                return Err(status(ServiceError::PermissionDenied(format!(
+                    "key {:?} is scoped to {}: name a region",
+                    who.id,
+                    who.regions.join(", ")
+                ))));
+            }
+            None => {}
+        }
+        let filter = FeedbackFilter { region, corrections_only, page_size: page_size as usize, page_token };
         let (entries, next_page_token) = self.service.list_feedback(&filter).map_err(status)?;
         Ok(Response::new(v1::ListFeedbackResponse {
             feedback: entries.iter().map(feedback_record).collect(),

@@ -81,7 +81,11 @@ impl v1::retrieval_service_server::RetrievalService for RetrievalServiceImpl {
         request: Request<v1::RetrieveRequest>,
     ) -> Result<Response<v1::RetrieveResponse>, Status> {
         let started = std::time::Instant::now();
-        let valid = ValidRetrieve::from_wire(request.into_inner()).map_err(status)?;
+        let who = rudder_proto::convert::principal(&request);
+        let mut valid = ValidRetrieve::from_wire(request.into_inner()).map_err(status)?;
+        // The store filter is the region (and brand) asked for: within the caller's scope.
+        valid.brand = who.brand_for(valid.brand.take()).map_err(status)?;
+        who.check(&valid.region, valid.brand.as_deref()).map_err(status)?;
         let retriever = self.retriever.clone();
         let retrieved = tokio::task::spawn_blocking(move || retriever.retrieve(&valid))
             .await

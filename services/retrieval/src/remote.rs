@@ -13,23 +13,36 @@ use tonic::{Code, transport::Channel};
 pub struct RemoteRetrieval {
     url: String,
     client: RetrievalServiceClient<Channel>,
+    /// `Bearer <key>` for a RetrievalService that checks keys.
+    authorization: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
 }
 
 impl RemoteRetrieval {
     /// A client for the RetrievalService at `url` (e.g. `http://retrieval:50052`); nothing is
     /// connected until the first request. `timeout` bounds each retrieval.
-    pub fn new(url: &str, timeout: Duration) -> Result<Self, ServiceError> {
+    pub fn new(url: &str, timeout: Duration, api_key: &str) -> Result<Self, ServiceError> {
+        let authorization = match api_key.trim() {
+            "" => None,
+            key => Some(format!("Bearer {key}").parse().map_err(|_| {
+                ServiceError::invalid("generation.retrieval_api_key", "is not a valid header value")
+            })?),
+        };
         let endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())
             .map_err(|err| ServiceError::invalid("generation.retrieval_url", format!("{url:?}: {err}")))?
             .connect_timeout(timeout)
             .timeout(timeout);
-        Ok(Self { url: url.to_owned(), client: RetrievalServiceClient::new(endpoint.connect_lazy()) })
+        Ok(Self {
+            url: url.to_owned(),
+            client: RetrievalServiceClient::new(endpoint.connect_lazy()),
+            authorization,
+        })
     }
 }
 
 impl PassageSource for RemoteRetrieval {
     fn retrieve(&self, query: PassageQuery) -> BoxFuture<Result<Vec<Passage>, ServiceError>> {
-        let (mut client, url) = (self.client.clone(), self.url.clone());
+        let (mut client, url, authorization) =
+            (self.client.clone(), self.url.clone(), self.authorization.clone());
         Box::pin(async move {
             let request = v1::RetrieveRequest {
                 query: query.question,
@@ -41,6 +54,10 @@ impl PassageSource for RemoteRetrieval {
                 min_score: query.min_score,
                 ..Default::default()
             };
+            let mut request = tonic::Request::new(request);
+            if let Some(authorization) = authorization {
+                request.metadata_mut().insert("authorization", authorization);
+            }
             match client.retrieve(request).await {
                 Ok(response) => Ok(response.into_inner().passages.into_iter().map(Into::into).collect()),
                 Err(status) => Err(service_error(&url, &status)),
@@ -56,6 +73,10 @@ fn service_error(url: &str, status: &tonic::Status) -> ServiceError {
     match status.code() {
         Code::InvalidArgument => ServiceError::invalid("retrieval", message),
         Code::NotFound => ServiceError::FailedPrecondition(format!("retrieval at {url}: {message}")),
+        // A deployment mistake, not the caller's: this server's key for retrieval is missing or wrong.
+        Code::Unauthenticated | Code::PermissionDenied => ServiceError::FailedPrecondition(format!(
+            "retrieval at {url} refused this server's key (generation.retrieval_api_key): {message}"
+        )),
         Code::Unavailable
         | Code::DeadlineExceeded
         | Code::ResourceExhausted
@@ -84,7 +105,7 @@ mod tests {
 
     #[test]
     fn a_malformed_url_names_the_setting() {
-        let err = RemoteRetrieval::new("not a url", Duration::from_secs(1)).unwrap_err();
+        let err = RemoteRetrieval::new("not a url", Duration::from_secs(1), "").unwrap_err();
         assert!(err.to_string().contains("generation.retrieval_url"), "{err}");
     }
 }

@@ -1,4 +1,4 @@
-//! The command line: `rudder serve | status | ingest | ask | prompts | eval | config show | models verify | bench`.
+//! The command line: `rudder serve | status | ingest | ask | prompts | eval | keys | config show | models verify | bench`.
 
 use crate::{ConfigFlags, RunningServer, grpc, layered_config, logging, preflight, status};
 use clap::{Parser, Subcommand};
@@ -55,6 +55,9 @@ pub enum Command {
     /// Quality measurements.
     #[command(subcommand)]
     Eval(EvalCommand),
+    /// API keys: create (shown once), list, revoke.
+    #[command(subcommand)]
+    Keys(crate::keys_cmd::KeysCommand),
     /// Benchmarks (figures go into BENCHMARKS.md).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -122,6 +125,7 @@ impl Cli {
             }
             Command::Models(ModelsCommand::Verify { config }) => verify_models(&config),
             Command::Prompts(command) => crate::prompts_cmd::run(*command).await,
+            Command::Keys(command) => crate::keys_cmd::run(&command),
             Command::Eval(EvalCommand::Retrieval(args)) => crate::eval_cmd::retrieval(&args).await,
             Command::Eval(EvalCommand::Answers(args)) => crate::eval_answers::answers(&args).await,
             Command::Bench(BenchCommand::Train { config }) => {

@@ -45,6 +45,7 @@ pub struct RunningServer {
     grace: Duration,
     watcher: Option<JoinHandle<()>>,
     metrics: Option<(SocketAddr, JoinHandle<()>)>,
+    key_watcher: Option<JoinHandle<()>>,
 }
 
 impl RunningServer {
@@ -55,6 +56,11 @@ impl RunningServer {
         if roles.is_empty() {
             anyhow::bail!("server.services is empty; name at least one of ingest, retrieval, generation");
         }
+        crate::auth::check_exposure(config.server.listen, &config.auth.keys_file)?;
+        let keys = match config.auth.keys_file.trim() {
+            "" => None,
+            path => Some(crate::auth::KeyStore::open(std::path::Path::new(path))?),
+        };
         let serves = |role: ServiceRole| roles.contains(&role);
         let remote_retrieval = !config.generation.retrieval_url.trim().is_empty();
         let files = crate::preflight::quick(&config.models.dir)?;
@@ -80,7 +86,9 @@ impl RunningServer {
                 .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
         };
         let (health, health_service) = tonic_health::server::health_reporter();
+        let key_watcher = keys.as_ref().map(crate::auth::KeyStore::watch);
         let mut router = Server::builder()
+            .layer(crate::auth::AuthLayer::new(keys, config.auth.open_health))
             .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
             .add_service(health_service)
             .add_service(reflection().build_v1()?)
@@ -106,6 +114,7 @@ impl RunningServer {
                 (_, true) => Arc::new(RemoteRetrieval::new(
                     config.generation.retrieval_url.trim(),
                     Duration::from_millis(config.generation.retrieval_timeout_ms),
+                    config.generation.retrieval_api_key.expose(),
                 )?),
                 (Some(retriever), false) => Arc::new(retriever.clone()),
                 (None, false) => Arc::new(NoRetrieval),
@@ -155,6 +164,7 @@ impl RunningServer {
             grace: Duration::from_secs(config.server.shutdown_grace_secs),
             watcher,
             metrics,
+            key_watcher,
         })
     }
 
@@ -176,6 +186,9 @@ impl RunningServer {
         }
         if let Some(watcher) = &self.watcher {
             watcher.abort();
+        }
+        if let Some(keys) = &self.key_watcher {
+            keys.abort();
         }
         if let Some((_, metrics)) = &self.metrics {
             metrics.abort();

@@ -2,6 +2,7 @@
 //! server, and client-side commands. End-to-end tests start [`RunningServer`] in-process.
 
 pub mod ask;
+pub mod auth;
 pub mod bench;
 pub mod bench_child;
 pub mod bench_retrieval;
@@ -11,6 +12,7 @@ pub mod eval_answers;
 pub mod eval_cmd;
 pub mod grpc;
 pub mod ingest_cmd;
+pub mod keys_cmd;
 pub mod layered_config;
 pub mod logging;
 pub mod metrics;

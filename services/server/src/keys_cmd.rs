@@ -1,0 +1,104 @@
+//! `rudder keys create | list | revoke`: the API keys of `auth.keys_file` (or `--file`). A created
+//! key is printed once; the file keeps its hash. A running server picks changes up within a second.
+
+use std::path::PathBuf;
+
+use rudder_core::access::Role;
+
+use crate::{ConfigFlags, auth::KeyFile};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum KeysCommand {
+    /// Create a key: prints it once (send it as `authorization: Bearer <key>`).
+    Create {
+        #[command(flatten)]
+        file: KeysFile,
+        /// Its public name, e.g. "agent-uk-7": what the audit log records.
+        #[arg(long)]
+        id: String,
+        /// agent, editor, prompt-owner, auditor or admin.
+        #[arg(long)]
+        role: String,
+        /// A region it may touch (repeatable; none: all).
+        #[arg(long = "region")]
+        regions: Vec<String>,
+        /// A brand it may touch (repeatable; none: all).
+        #[arg(long = "brand")]
+        brands: Vec<String>,
+    },
+    /// List the keys (ids, roles, scopes, revoked or not; never a key).
+    List {
+        #[command(flatten)]
+        file: KeysFile,
+    },
+    /// Revoke a key: refused by a running server within a second.
+    Revoke {
+        #[command(flatten)]
+        file: KeysFile,
+        #[arg(long)]
+        id: String,
+    },
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct KeysFile {
+    /// The key file (default: auth.keys_file).
+    #[arg(long = "file", value_name = "FILE")]
+    path: Option<PathBuf>,
+    #[command(flatten)]
+    config: ConfigFlags,
+}
+
+impl KeysFile {
+    fn path(&self) -> anyhow::Result<PathBuf> {
+        if let Some(path) = &self.path {
+            return Ok(path.clone());
+        }
+        let configured = self.config.load()?.auth.keys_file;
+        anyhow::ensure!(
+            !configured.trim().is_empty(),
+            "name the key file: --file FILE, or set auth.keys_file"
+        );
+        Ok(PathBuf::from(configured.trim()))
+    }
+}
+
+pub fn run(command: &KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::Create { file, id, role, regions, brands } => {
+            let role = Role::parse(role).ok_or_else(|| {
+                anyhow::anyhow!("--role {role:?}: agent, editor, prompt-owner, auditor or admin")
+            })?;
+            let path = file.path()?;
+            let mut keys = KeyFile::read(&path)?;
+            let key = keys.create(id, role, regions, brands)?;
+            keys.write(&path)?;
+            eprintln!("key {id:?} ({}) added to {}; it is shown once:", role.as_str(), path.display());
+            println!("{key}");
+        }
+        KeysCommand::List { file } => {
+            let keys = KeyFile::read(&file.path()?)?;
+            println!("{:<24} {:<13} {:<16} {:<16} state", "id", "role", "regions", "brands");
+            for key in &keys.keys {
+                let scope =
+                    |items: &[String]| if items.is_empty() { "all".to_owned() } else { items.join(",") };
+                println!(
+                    "{:<24} {:<13} {:<16} {:<16} {}",
+                    key.id,
+                    key.role.as_str(),
+                    scope(&key.regions),
+                    scope(&key.brands),
+                    if key.revoked { "revoked" } else { "active" }
+                );
+            }
+        }
+        KeysCommand::Revoke { file, id } => {
+            let path = file.path()?;
+            let mut keys = KeyFile::read(&path)?;
+            keys.revoke(id)?;
+            keys.write(&path)?;
+            eprintln!("key {id:?} revoked in {}", path.display());
+        }
+    }
+    Ok(())
+}
