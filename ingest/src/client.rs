@@ -279,8 +279,26 @@ pub async fn upload_files<F: Into<DocumentFile>>(
     client: &mut IngestServiceClient<Channel>,
     files: Vec<F>,
     flags: PartialMetadata,
+    on_sent: impl FnMut(usize, &Path, u64) + Send + 'static,
+) -> Result<IngestResponse, ClientError> {
+    upload_files_with_key(client, files, flags, None, on_sent).await
+}
+
+/// [`upload_files`] to a server that checks API keys: `api_key` goes in the `authorization` header.
+pub async fn upload_files_with_key<F: Into<DocumentFile>>(
+    client: &mut IngestServiceClient<Channel>,
+    files: Vec<F>,
+    flags: PartialMetadata,
+    api_key: Option<&str>,
     mut on_sent: impl FnMut(usize, &Path, u64) + Send + 'static,
 ) -> Result<IngestResponse, ClientError> {
+    let authorization = api_key
+        .map(|key| format!("Bearer {key}").parse::<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>())
+        .transpose()
+        .map_err(|_| ClientError::File {
+            path: PathBuf::new(),
+            reason: "the API key is not a valid header value".into(),
+        })?;
     let files: Vec<DocumentFile> = files.into_iter().map(Into::into).collect();
     let (sender, receiver) = tokio::sync::mpsc::channel::<IngestRequest>(4);
     let reader = tokio::spawn(async move {
@@ -303,7 +321,11 @@ pub async fn upload_files<F: Into<DocumentFile>>(
         }
         Ok::<(), ClientError>(())
     });
-    let response = client.ingest(ReceiverStream::new(receiver)).await;
+    let mut request = tonic::Request::new(ReceiverStream::new(receiver));
+    if let Some(authorization) = authorization {
+        request.metadata_mut().insert("authorization", authorization);
+    }
+    let response = client.ingest(request).await;
     let read =
         reader.await.map_err(|err| ClientError::File { path: PathBuf::new(), reason: err.to_string() })?;
     read?;

@@ -157,7 +157,7 @@ def cmd_ingest(args, channel):
 
     local_errors = []
     stub = ingest_pb2_grpc.IngestServiceStub(channel)
-    response = stub.Ingest(upload_messages(documents, metadata, local_errors), timeout=args.timeout)
+    response = stub.Ingest(upload_messages(documents, metadata, local_errors), timeout=args.timeout, metadata=auth_metadata(args))
 
     for line in local_errors:
         print(f"error      {line} (not sent)")
@@ -197,7 +197,7 @@ def cmd_ask(args, channel):
     first_token = None
     started = citations = stats = None
 
-    call = stub.Generate(request, timeout=args.timeout)
+    call = stub.Generate(request, timeout=args.timeout, metadata=auth_metadata(args))
     try:
         for event in call:
             kind = event.WhichOneof("event")
@@ -264,7 +264,7 @@ def cmd_feedback(args, channel):
         author=args.author or "",
     )
     stub = generation_pb2_grpc.GenerationServiceStub(channel)
-    response = stub.SubmitFeedback(request, timeout=args.timeout)
+    response = stub.SubmitFeedback(request, timeout=args.timeout, metadata=auth_metadata(args))
     print(f"feedback recorded: {response.feedback_id}")
     return 0
 
@@ -274,6 +274,11 @@ def cmd_feedback(args, channel):
 # ---------------------------------------------------------------------------------------------------
 
 
+def auth_metadata(args):
+    """The API key header for a server that checks keys (--api-key or RUDDER_API_KEY), or none."""
+    return [("authorization", f"Bearer {args.api_key}")] if args.api_key else None
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="rudder_client.py",
@@ -281,6 +286,8 @@ def parse_args(argv):
     )
     parser.add_argument("--addr", default=os.environ.get("RUDDER_ADDR") or DEFAULT_ADDR,
                         help=f"server HOST:PORT (default: $RUDDER_ADDR or {DEFAULT_ADDR})")
+    parser.add_argument("--api-key", default=os.environ.get("RUDDER_API_KEY") or None, metavar="KEY",
+                        help="API key for a server that checks keys (default: $RUDDER_API_KEY)")
     parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                         help="deadline for the call (default: none)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -36,7 +36,10 @@ pub async fn ask(args: &AskArgs) -> anyhow::Result<String> {
         sampling: Some(SamplingParams { max_tokens: args.max_tokens, ..Default::default() }),
         ..Default::default()
     };
-    let mut stream = GenerationServiceClient::new(channel).generate(request).await?.into_inner();
+    let mut stream = GenerationServiceClient::new(channel)
+        .generate(crate::status::authorized(request)?)
+        .await?
+        .into_inner();
     let mut stdout = std::io::stdout();
     let mut summary = String::new();
     while let Some(event) = stream.message().await? {

@@ -39,9 +39,11 @@ pub enum Command {
         #[arg(long, default_value = "http://127.0.0.1:50051")]
         server: String,
     },
-    /// Upload policy documents (files or directories) to a running server.
+    /// Upload policy documents (files or directories) to a running server (with the API key in
+    /// RUDDER_API_KEY when the server checks keys).
     Ingest(crate::ingest_cmd::IngestArgs),
-    /// Ask a running server a question; the answer streams to the terminal with its citations.
+    /// Ask a running server a question; the answer streams to the terminal with its citations (with
+    /// the API key in RUDDER_API_KEY when the server checks keys).
     Ask(crate::ask::AskArgs),
     /// Configuration commands.
     #[command(subcommand)]

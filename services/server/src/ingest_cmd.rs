@@ -105,10 +105,12 @@ pub async fn ingest(args: &IngestArgs) -> anyhow::Result<()> {
         let channel = crate::status::connect(&args.server).await?;
         let bar = Arc::new(ProgressBar::new(total, "sent"));
         let progress = Arc::clone(&bar);
-        let response = client::upload_files(
+        let api_key = crate::status::api_key();
+        let response = client::upload_files_with_key(
             &mut IngestServiceClient::new(channel),
             files,
             flags,
+            api_key.as_deref(),
             move |index, path, _| {
                 progress.update(index + 1, &path.display().to_string());
             },

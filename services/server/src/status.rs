@@ -21,6 +21,23 @@ pub async fn connect(url: &str) -> anyhow::Result<Channel> {
     endpoint.connect().await.map_err(|err| anyhow::anyhow!("cannot reach rudder at {url}: {err}"))
 }
 
+/// The API key client commands send (`RUDDER_API_KEY`), for a server that checks keys.
+pub fn api_key() -> Option<String> {
+    std::env::var("RUDDER_API_KEY").ok().map(|key| key.trim().to_owned()).filter(|key| !key.is_empty())
+}
+
+/// `message` as a request carrying [`api_key`] in its `authorization` header, when one is set.
+pub fn authorized<T>(message: T) -> anyhow::Result<tonic::Request<T>> {
+    let mut request = tonic::Request::new(message);
+    if let Some(key) = api_key() {
+        let value = format!("Bearer {key}")
+            .parse()
+            .map_err(|_| anyhow::anyhow!("RUDDER_API_KEY is not a valid header value"))?;
+        request.metadata_mut().insert("authorization", value);
+    }
+    Ok(request)
+}
+
 /// Health of the whole server ("") and of each rudder service.
 pub async fn health(channel: Channel) -> anyhow::Result<Vec<ServiceHealth>> {
     let mut client = HealthClient::new(channel);
