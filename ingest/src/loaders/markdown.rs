@@ -38,63 +38,76 @@ pub(crate) fn front_matter(text: &str) -> Result<Option<PartialMetadata>, Ingest
 
 /// `text` without template placeholders: `{{ ... }}` and `{% ... %}`, each possibly over several
 /// lines but not past a blank line. An opening without its closing is left as it is (it is text, not
-/// a template).
+/// a template). Linear in the text: each opening looks up the next closing and the next blank line
+/// among positions found once, so a page of unclosed openings costs no more than a normal page.
 pub(crate) fn drop_placeholders(text: &str) -> String {
+    let closings = [("{{", Occurrences::of(text, "}}")), ("{%", Occurrences::of(text, "%}"))];
+    let blank_lines = Occurrences::of(text, "\n\n");
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(open) = rest.find('{') {
-        let after = &rest[open..];
-        let close = match after.get(..2) {
-            Some("{{") => "}}",
-            Some("{%") => "%}",
-            _ => {
-                out.push_str(&rest[..=open]);
-                rest = &rest[open + 1..];
-                continue;
-            }
+    let mut copied = 0;
+    let mut at = 0;
+    while let Some(found) = text[at..].find('{') {
+        let open = at + found;
+        let Some((_, closings)) = closings.iter().find(|(opening, _)| text[open..].starts_with(opening))
+        else {
+            at = open + 1;
+            continue;
         };
-        let paragraph_end = after[2..].find("\n\n").unwrap_or(usize::MAX);
-        match after[2..].find(close).filter(|&end| end < paragraph_end) {
-            Some(end) => {
-                out.push_str(&rest[..open]);
-                rest = &after[2 + end + close.len()..];
+        let paragraph_end = blank_lines.next_from(open + 2).unwrap_or(usize::MAX);
+        match closings.next_from(open + 2).filter(|&close| close < paragraph_end) {
+            Some(close) => {
+                out.push_str(&text[copied..open]);
+                copied = close + 2;
+                at = copied;
             }
-            None => {
-                out.push_str(&rest[..open + 2]);
-                rest = &after[2..];
-            }
+            None => at = open + 2,
         }
     }
-    out.push_str(rest);
+    out.push_str(&text[copied..]);
     out
 }
 
 /// `text` with every `[label](target)` left in it (a link the parser did not take, its target
-/// unreadable) reduced to its label.
+/// unreadable) reduced to its label. Linear in the text, as [`drop_placeholders`] is.
 fn drop_link_targets(text: &str) -> String {
+    let (openings, middles, ends) =
+        (Occurrences::of(text, "["), Occurrences::of(text, "]("), Occurrences::of(text, ")"));
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(open) = rest.find('[') {
-        let link = rest[open + 1..].find("](").and_then(|label_end| {
-            let label = &rest[open + 1..open + 1 + label_end];
-            let target_start = open + 1 + label_end + 2;
-            let target_end = rest[target_start..].find(')')?;
-            (!label.contains('[')).then_some((label, target_start + target_end + 1))
+    let mut copied = 0;
+    let mut at = 0;
+    while let Some(open) = openings.next_from(at) {
+        let link = middles.next_from(open + 1).and_then(|middle| {
+            // A `[` inside the label means this `[` does not open the link.
+            let nested = openings.next_from(open + 1).is_some_and(|next| next < middle);
+            let end = ends.next_from(middle + 2)?;
+            (!nested).then_some((&text[open + 1..middle], end + 1))
         });
         match link {
             Some((label, end)) => {
-                out.push_str(&rest[..open]);
+                out.push_str(&text[copied..open]);
                 out.push_str(label);
-                rest = &rest[end..];
+                copied = end;
+                at = end;
             }
-            None => {
-                out.push_str(&rest[..=open]);
-                rest = &rest[open + 1..];
-            }
+            None => at = open + 1,
         }
     }
-    out.push_str(rest);
+    out.push_str(&text[copied..]);
     out
+}
+
+/// Where a pattern occurs in a text (byte offsets, ascending), found once.
+struct Occurrences(Vec<usize>);
+
+impl Occurrences {
+    fn of(text: &str, pattern: &str) -> Self {
+        Self(text.match_indices(pattern).map(|(at, _)| at).collect())
+    }
+
+    /// The first occurrence at or after `at`.
+    fn next_from(&self, at: usize) -> Option<usize> {
+        self.0.get(self.0.partition_point(|&p| p < at)).copied()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

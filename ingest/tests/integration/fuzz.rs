@@ -158,17 +158,32 @@ struct Finding {
     saved: PathBuf,
 }
 
+/// The slowest input of a run: how long it took, and which seed, round and size it was.
+#[derive(Debug, Clone, Default)]
+struct Slowest {
+    took: Duration,
+    what: String,
+}
+
+impl Slowest {
+    fn keep(&mut self, other: Slowest) {
+        if other.took > self.took {
+            *self = other;
+        }
+    }
+}
+
 /// Fuzzes each seed for `rounds` rounds or until `until`, the generators started from `salt`; the
-/// slowest input's time and the rounds run come back with the findings.
+/// slowest input and the rounds run come back with the findings.
 fn fuzz(
     seeds: &[PathBuf],
     rounds: usize,
     until: Option<Instant>,
     salt: u64,
-) -> (Vec<Finding>, usize, Duration) {
+) -> (Vec<Finding>, usize, Slowest) {
     let findings_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/fuzz-findings");
     let mut findings = Vec::new();
-    let (mut ran, mut slowest) = (0, Duration::ZERO);
+    let (mut ran, mut slowest) = (0, Slowest::default());
     'seeds: for (index, seed) in seeds.iter().enumerate() {
         let Ok(media) = MediaType::detect(&seed.to_string_lossy(), None) else { continue };
         let original = std::fs::read(seed).expect("a seed file");
@@ -181,7 +196,10 @@ fn fuzz(
             let input = mutate(&original, media, &mut rng);
             let started = Instant::now();
             let outcome = catch_unwind(AssertUnwindSafe(|| parse(media, &input)));
-            slowest = slowest.max(started.elapsed());
+            slowest.keep(Slowest {
+                took: started.elapsed(),
+                what: format!("{} round {round} ({} bytes)", seed.display(), input.len()),
+            });
             ran += 1;
             if let Err(panic) = outcome {
                 let problem = panic
@@ -204,8 +222,13 @@ fn seeds() -> Vec<PathBuf> {
     client::collect_files(&[corpus_dir()], &WalkOptions::default()).expect("the sample corpus")
 }
 
-fn report(findings: &[Finding], ran: usize, slowest: Duration) {
-    eprintln!("fuzzed {ran} inputs; slowest {slowest:?}; {} findings", findings.len());
+fn report(findings: &[Finding], ran: usize, slowest: &Slowest) {
+    eprintln!(
+        "fuzzed {ran} inputs; slowest {:?}: {}; {} findings",
+        slowest.took,
+        slowest.what,
+        findings.len()
+    );
     let described: Vec<String> = findings
         .iter()
         .map(|f| {
@@ -228,7 +251,7 @@ fn mutated_corpus_documents_are_loaded_or_refused_never_a_panic() {
     let seeds = seeds();
     assert!(seeds.len() >= 10, "{} seeds", seeds.len());
     let (findings, ran, slowest) = fuzz(&seeds, rounds, None, 0);
-    report(&findings, ran, slowest);
+    report(&findings, ran, &slowest);
 }
 
 /// `make fuzz`: round after round over every seed for `RUDDER_FUZZ_SECONDS` (default 600).
@@ -238,15 +261,15 @@ fn fuzz_for_a_while() {
     let seconds = std::env::var("RUDDER_FUZZ_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(600);
     let until = Instant::now() + Duration::from_secs(seconds);
     let seeds = seeds();
-    let (mut all, mut total, mut slowest) = (Vec::new(), 0, Duration::ZERO);
+    let (mut all, mut total, mut slowest) = (Vec::new(), 0, Slowest::default());
     let mut pass = 0u64;
     while Instant::now() < until {
         // Each pass starts the seeds' generators elsewhere.
         let (findings, ran, slow) = fuzz(&seeds, 200, Some(until), pass + 1);
         all.extend(findings);
         total += ran;
-        slowest = slowest.max(slow);
+        slowest.keep(slow);
         pass += 1;
     }
-    report(&all, total, slowest);
+    report(&all, total, &slowest);
 }
