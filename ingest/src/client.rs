@@ -227,6 +227,7 @@ pub fn read_named(file: &DocumentFile, flags: &PartialMetadata) -> Result<Source
         sidecar: None,
         expected_sha256: Some(hex::encode(Sha256::digest(&content))),
         content,
+        writable_regions: None,
     })
 }
 
@@ -243,7 +244,16 @@ pub fn sidecar_path(path: &Path) -> Option<PathBuf> {
 /// The upload messages of one document: start (with metadata), data in [`DATA_MESSAGE_BYTES`]
 /// pieces, end (with the content's sha256).
 pub fn document_messages(document: SourceDocument) -> Vec<IngestRequest> {
-    let SourceDocument { file_name, media_type, metadata, sidecar, content, expected_sha256 } = document;
+    // The scope is the server's to apply, from the key the upload is sent with.
+    let SourceDocument {
+        file_name,
+        media_type,
+        metadata,
+        sidecar,
+        content,
+        expected_sha256,
+        writable_regions: _,
+    } = document;
     let metadata = metadata.or(sidecar.unwrap_or_default());
     let PartialMetadata { doc_id, title, source, regions, brand, language, version, tags } = metadata;
     let start = DocumentStart {

@@ -13,6 +13,9 @@ pub enum IngestError {
     /// A region the server is not configured for.
     #[error("metadata.regions: unknown region {region:?}; known: {}", known.join(", "))]
     UnknownRegion { region: String, known: Vec<String> },
+    /// The uploader's key may not write a region the document names.
+    #[error("metadata.regions: this key may not write region {region:?}; it may write {}", allowed.join(", "))]
+    OutOfScope { region: String, allowed: Vec<String> },
     /// The stored state forbids this write (a version label reused for different content).
     #[error("{0}")]
     Conflict(String),
@@ -46,6 +49,7 @@ impl From<IngestError> for ServiceError {
             IngestError::UnknownRegion { region, known } => {
                 ServiceError::NotFound { what: "region (metadata.regions)", name: region, known }
             }
+            err @ IngestError::OutOfScope { .. } => ServiceError::PermissionDenied(err.to_string()),
             err @ IngestError::Conflict(_) => ServiceError::FailedPrecondition(err.to_string()),
             IngestError::NotFound { doc_id } => {
                 ServiceError::NotFound { what: "document", name: doc_id, known: Vec::new() }

@@ -83,6 +83,8 @@ pub struct SourceDocument {
     pub content: Vec<u8>,
     /// Lower-case hex sha256 the content must have, when the client sent one.
     pub expected_sha256: Option<String>,
+    /// The regions the uploader may write (its API key's scope); None: any region the server knows.
+    pub writable_regions: Option<Vec<String>>,
 }
 
 /// What happened to a document that did not fail.
@@ -558,7 +560,15 @@ pub(crate) fn prepare(
     document: SourceDocument,
     doc_id_out: &mut String,
 ) -> Result<Prepared, IngestError> {
-    let SourceDocument { file_name, media_type, metadata, sidecar, content, expected_sha256 } = document;
+    let SourceDocument {
+        file_name,
+        media_type,
+        metadata,
+        sidecar,
+        content,
+        expected_sha256,
+        writable_regions,
+    } = document;
     let limit = options.limits.max_document_bytes;
     if content.len() as u64 > limit {
         return Err(IngestError::invalid(
@@ -593,6 +603,11 @@ pub(crate) fn prepare(
         },
     )?;
     doc_id_out.clone_from(&meta.doc_id);
+    if let Some(allowed) = writable_regions
+        && let Some(region) = meta.regions.iter().find(|region| !allowed.contains(region))
+    {
+        return Err(IngestError::OutOfScope { region: region.clone(), allowed });
+    }
     Ok(Prepared { loaded, meta, content_sha256 })
 }
 

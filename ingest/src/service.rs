@@ -120,6 +120,8 @@ impl WriteBehind {
 /// behind the stream.
 #[derive(Debug, Default)]
 struct Upload {
+    /// The regions the uploader's key may write (None: any).
+    writable_regions: Option<Vec<String>>,
     run: Arc<Run>,
     open: Option<OpenDocument>,
     sidecars: Sidecars,
@@ -336,7 +338,8 @@ impl IngestServiceImpl {
                     let report = match upload::finish(document, end, limit, &mut upload.sidecars) {
                         Finished::Sidecar => continue,
                         Finished::Failed(report) => report,
-                        Finished::Document(source) => {
+                        Finished::Document(mut source) => {
+                            source.writable_regions.clone_from(&upload.writable_regions);
                             let file_name = source.file_name.clone();
                             let run = Arc::clone(&upload.run);
                             match self.blocking(move |pipeline| Ok(pipeline.stage(*source, &run))).await {
@@ -381,8 +384,12 @@ impl IngestService for IngestServiceImpl {
         request: Request<Streaming<IngestRequest>>,
     ) -> Result<Response<IngestResponse>, Status> {
         let started = Instant::now();
+        let who = rudder_proto::convert::principal(&request);
         let mut stream = request.into_inner();
-        let mut upload = Upload::default();
+        let mut upload = Upload {
+            writable_regions: (!who.regions.is_empty()).then(|| who.regions.clone()),
+            ..Upload::default()
+        };
         if let Err(failure) = self.receive(&mut stream, &mut upload).await {
             // Documents already stored stay stored: the client learns which, with the failure.
             if let Some(previous) = upload.writes.settle().await {
@@ -410,9 +417,24 @@ impl IngestService for IngestServiceImpl {
         &self,
         request: Request<DeleteDocumentRequest>,
     ) -> Result<Response<DeleteDocumentResponse>, Status> {
+        let who = rudder_proto::convert::principal(&request);
         let DeleteDocumentRequest { doc_id } = request.into_inner();
         let doc_id = required_doc_id(&doc_id)?;
-        let deleted = self.blocking(move |pipeline| pipeline.delete_document(&doc_id)).await?;
+        let deleted = self
+            .blocking(move |pipeline| {
+                // A scoped key deletes only documents all of whose regions it may write.
+                if !who.regions.is_empty()
+                    && let Some(stored) = pipeline.store().document_summary(&doc_id)?
+                    && let Some(region) = stored.regions.iter().find(|r| !who.regions.contains(r))
+                {
+                    return Err(IngestError::OutOfScope {
+                        region: region.clone(),
+                        allowed: who.regions.clone(),
+                    });
+                }
+                pipeline.delete_document(&doc_id)
+            })
+            .await?;
         Ok(Response::new(DeleteDocumentResponse {
             chunks_deleted: u32::try_from(deleted).unwrap_or(u32::MAX),
         }))
@@ -423,7 +445,9 @@ impl IngestService for IngestServiceImpl {
         &self,
         request: Request<ListDocumentsRequest>,
     ) -> Result<Response<ListDocumentsResponse>, Status> {
+        let who = rudder_proto::convert::principal(&request);
         let ListDocumentsRequest { region, brand, page_size, page_token } = request.into_inner();
+        let region = who.listing_region(&region).map_err(status)?.unwrap_or_default();
         let after = if page_token.is_empty() {
             None
         } else {
@@ -457,11 +481,20 @@ impl IngestService for IngestServiceImpl {
         &self,
         request: Request<GetDocumentRequest>,
     ) -> Result<Response<GetDocumentResponse>, Status> {
+        let who = rudder_proto::convert::principal(&request);
         let GetDocumentRequest { doc_id, include_passages } = request.into_inner();
         let doc_id = required_doc_id(&doc_id)?;
         let (document, passages) = self
             .blocking(move |pipeline| catalog::get(pipeline.store().as_ref(), &doc_id, include_passages))
             .await?;
+        if !who.reads_any(&document.regions) {
+            // As if it did not exist: a scoped key learns nothing of other regions' documents.
+            return Err(status(ServiceError::NotFound {
+                what: "document",
+                name: document.doc_id,
+                known: Vec::new(),
+            }));
+        }
         Ok(Response::new(GetDocumentResponse {
             document: Some(document_info(document)),
             passages: passages.into_iter().map(passage).collect(),

@@ -78,6 +78,7 @@ impl OpenDocument {
             sidecar,
             content: self.content,
             expected_sha256: Some(sha256).filter(|s| !s.trim().is_empty()),
+            writable_regions: None,
         })
     }
 }

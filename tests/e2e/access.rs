@@ -167,3 +167,66 @@ async fn generation_calls_a_retrieval_that_checks_keys_with_its_own_key() -> any
     }
     retrieval_side.server.shutdown().await
 }
+
+/// An editor scoped to uk writes, deletes and reads uk documents only.
+#[tokio::test]
+async fn an_editor_is_held_to_its_regions() -> anyhow::Result<()> {
+    use rudder_proto::v1::{
+        DeleteDocumentRequest, GetDocumentRequest, ListDocumentsRequest, ingest_request::Message,
+        ingest_service_client::IngestServiceClient,
+    };
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("keys.toml");
+    let mut keys = KeyFile::default();
+    let editor = keys.create("editor-uk", Role::Editor, &["uk".into()], &[])?;
+    let admin = keys.create("admin", Role::Admin, &[], &[])?;
+    keys.write(&path)?;
+    let server = TestServer::start_with(|c| c.auth.keys_file = path.display().to_string()).await?;
+    let mut ingest = IngestServiceClient::new(server.channel().await?);
+    let upload = |doc_id: &str, region: &str| {
+        let start = v1::DocumentStart {
+            metadata: Some(v1::DocumentMetadata {
+                doc_id: doc_id.into(),
+                regions: vec![region.into()],
+                ..Default::default()
+            }),
+            file_name: format!("{doc_id}.md"),
+            ..Default::default()
+        };
+        let messages = vec![
+            v1::IngestRequest { message: Some(Message::Start(start)) },
+            v1::IngestRequest {
+                message: Some(Message::Data(v1::DocumentData {
+                    content: b"# Refunds\n\nRefunds take 14 days.\n".to_vec(),
+                })),
+            },
+            v1::IngestRequest { message: Some(Message::End(v1::DocumentEnd { sha256: String::new() })) },
+        ];
+        tokio_stream::iter(messages)
+    };
+    let mine = ingest.ingest(with_key(upload("refunds-uk", "uk"), &editor)).await?.into_inner();
+    assert_eq!(mine.results[0].outcome, v1::IngestOutcome::Ingested as i32, "{mine:?}");
+    let theirs = ingest.ingest(with_key(upload("refunds-us", "us"), &editor)).await?.into_inner();
+    assert_eq!(theirs.results[0].outcome, v1::IngestOutcome::Failed as i32);
+    assert_eq!(theirs.results[0].error_code, Code::PermissionDenied as i32, "{theirs:?}");
+    ingest.ingest(with_key(upload("refunds-us", "us"), &admin)).await?;
+
+    let delete = DeleteDocumentRequest { doc_id: "refunds-us".into() };
+    assert_eq!(
+        ingest.delete_document(with_key(delete, &editor)).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
+    let get = GetDocumentRequest { doc_id: "refunds-us".into(), include_passages: false };
+    assert_eq!(ingest.get_document(with_key(get, &editor)).await.unwrap_err().code(), Code::NotFound);
+    let listed =
+        ingest.list_documents(with_key(ListDocumentsRequest::default(), &editor)).await?.into_inner();
+    let ids: Vec<String> =
+        listed.documents.iter().filter_map(|d| d.metadata.as_ref().map(|m| m.doc_id.clone())).collect();
+    assert_eq!(ids, ["refunds-uk"], "a uk editor lists uk documents");
+    let us = ListDocumentsRequest { region: "us".into(), ..Default::default() };
+    assert_eq!(
+        ingest.list_documents(with_key(us, &editor)).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
+    server.server.shutdown().await
+}

@@ -155,25 +155,6 @@ fn by(who: &Principal, actor: String, reason: String) -> ChangeBy {
     ChangeBy { actor, reason }
 }
 
-/// The region a listing may cover: the one asked for, within the caller's scope; a caller scoped to
-/// one region lists it without naming it.
-fn listing_region(who: &Principal, region: &str) -> Result<Option<String>, ServiceError> {
-    let region = region.trim().to_lowercase();
-    if !region.is_empty() {
-        who.check(&region, None)?;
-        return Ok(Some(region));
-    }
-    match who.regions.as_slice() {
-        [] => Ok(None),
-        [only] => Ok(Some(only.clone())),
-        _ => Err(ServiceError::PermissionDenied(format!(
-            "key {:?} covers several regions: name one of {}",
-            who.id,
-            who.regions.join(", ")
-        ))),
-    }
-}
-
 fn summary(s: &BundleSummary) -> v1::BundleSummary {
     v1::BundleSummary {
         region: s.key.region.clone(),
@@ -597,7 +578,7 @@ impl v1::prompt_service_server::PromptService for PromptServiceImpl {
         request: Request<v1::ListBundlesRequest>,
     ) -> Result<Response<v1::ListBundlesResponse>, Status> {
         let who = principal(&request);
-        let region = listing_region(&who, &request.into_inner().region).map_err(status)?;
+        let region = who.listing_region(&request.into_inner().region).map_err(status)?;
         let bundles = self.registry.list(region.as_deref()).iter().map(summary).collect();
         Ok(Response::new(v1::ListBundlesResponse { bundles }))
     }
@@ -773,7 +754,7 @@ impl v1::prompt_service_server::PromptService for PromptServiceImpl {
     ) -> Result<Response<v1::GetAuditLogResponse>, Status> {
         let who = principal(&request);
         let v1::GetAuditLogRequest { region, brand, page_size, page_token } = request.into_inner();
-        let region = listing_region(&who, &region).map_err(status)?;
+        let region = who.listing_region(&region).map_err(status)?;
         let brand = brand.trim().to_lowercase();
         let (entries, next_page_token) = self
             .registry

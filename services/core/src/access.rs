@@ -87,6 +87,30 @@ impl Principal {
 }
 
 impl Principal {
+    /// The region a listing may cover: the one asked for (empty: all), within the caller's scope; a
+    /// caller scoped to one region lists it without naming it.
+    pub fn listing_region(&self, region: &str) -> Result<Option<String>, ServiceError> {
+        let region = region.trim().to_lowercase();
+        if !region.is_empty() {
+            self.check(&region, None)?;
+            return Ok(Some(region));
+        }
+        match self.regions.as_slice() {
+            [] => Ok(None),
+            [only] => Ok(Some(only.clone())),
+            _ => Err(ServiceError::PermissionDenied(format!(
+                "key {:?} covers several regions: name one of {}",
+                self.id,
+                self.regions.join(", ")
+            ))),
+        }
+    }
+
+    /// Whether the caller may read something that belongs to `regions` (any of them in scope).
+    pub fn reads_any(&self, regions: &[String]) -> bool {
+        self.regions.is_empty() || regions.iter().any(|r| self.regions.contains(r))
+    }
+
     /// The brand a request works under: the one it names (checked), or, when it names none, the
     /// caller's only brand (an empty brand would reach every brand's documents).
     pub fn brand_for(&self, brand: Option<String>) -> Result<Option<String>, ServiceError> {

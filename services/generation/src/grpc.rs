@@ -107,18 +107,7 @@ impl v1::generation_service_server::GenerationService for GenerationServiceImpl 
         let who = rudder_proto::convert::principal(&request);
         let v1::ListFeedbackRequest { region, corrections_only, page_size, page_token } =
             request.into_inner();
-        let region = Some(region.trim().to_lowercase()).filter(|r| !r.is_empty());
-        match &region {
-            Some(region) => who.check(region, None).map_err(status)?,
-            None if !who.regions.is_empty() => {
-                return Err(status(ServiceError::PermissionDenied(format!(
-                    "key {:?} is scoped to {}: name a region",
-                    who.id,
-                    who.regions.join(", ")
-                ))));
-            }
-            None => {}
-        }
+        let region = who.listing_region(&region).map_err(status)?;
         let filter = FeedbackFilter { region, corrections_only, page_size: page_size as usize, page_token };
         let (entries, next_page_token) = self.service.list_feedback(&filter).map_err(status)?;
         Ok(Response::new(v1::ListFeedbackResponse {
