@@ -8,6 +8,7 @@ use rudder_core::{BundleKey, ServiceError, access::Principal};
 use rudder_generation::{
     Engine, ModelInfo,
     steering::{PREFIX_KEYS, PREFIX_VALUES, SOFT_PROMPT, check_prefix, check_soft_prompt},
+    validation::{repetition_penalty_ok, temperature_ok, top_p_ok},
 };
 use rudder_proto::{convert::principal, status, timestamp, v1};
 use sha2::{Digest, Sha256};
@@ -500,13 +501,14 @@ fn check_generation(g: &v1::GenerationDefaults, context: usize) -> Result<(), Se
             format!("must be 0 (default) to {}", context - 1),
         ));
     }
-    if !(g.temperature.is_finite() && g.temperature >= 0.0) {
+    // 0 is "the server's default" in a bundle; any other value obeys the request's rules.
+    if !temperature_ok(g.temperature) {
         return Err(ServiceError::invalid("spec.generation.temperature", "must be >= 0"));
     }
-    if !(0.0..=1.0).contains(&g.top_p) {
+    if g.top_p != 0.0 && !top_p_ok(g.top_p) {
         return Err(ServiceError::invalid("spec.generation.top_p", "must be 0 (default) or in (0, 1]"));
     }
-    if !(g.repetition_penalty.is_finite() && g.repetition_penalty >= 0.0) {
+    if g.repetition_penalty != 0.0 && !repetition_penalty_ok(g.repetition_penalty) {
         return Err(ServiceError::invalid(
             "spec.generation.repetition_penalty",
             "must be 0 (default) or > 0",

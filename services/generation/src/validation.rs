@@ -181,6 +181,21 @@ fn grounding_mode(wire: i32) -> Result<Option<GroundingMode>, ServiceError> {
 }
 
 /// The sampling rules (also applied by PromptService's evaluation requests).
+/// What a temperature must be, wherever it is set (a request, a bundle's defaults): 0 is greedy.
+pub fn temperature_ok(t: f32) -> bool {
+    t.is_finite() && t >= 0.0
+}
+
+/// What a nucleus mass must be, wherever it is set.
+pub fn top_p_ok(p: f32) -> bool {
+    p > 0.0 && p <= 1.0
+}
+
+/// What a repetition penalty must be, wherever it is set: 1 disables it.
+pub fn repetition_penalty_ok(r: f32) -> bool {
+    r.is_finite() && r > 0.0
+}
+
 pub fn validate_sampling(s: &v1::SamplingParams, context_length: usize) -> Result<(), ServiceError> {
     if let Some(max_tokens) = s.max_tokens
         && (max_tokens == 0 || max_tokens as usize >= context_length)
@@ -191,12 +206,12 @@ pub fn validate_sampling(s: &v1::SamplingParams, context_length: usize) -> Resul
         ));
     }
     if let Some(t) = s.temperature
-        && !(t.is_finite() && t >= 0.0)
+        && !temperature_ok(t)
     {
         return Err(ServiceError::invalid("sampling.temperature", "must be >= 0 (0 is greedy)"));
     }
     if let Some(p) = s.top_p
-        && !(p > 0.0 && p <= 1.0)
+        && !top_p_ok(p)
     {
         return Err(ServiceError::invalid("sampling.top_p", "must be in (0, 1]"));
     }
@@ -210,7 +225,7 @@ pub fn validate_sampling(s: &v1::SamplingParams, context_length: usize) -> Resul
         return Err(ServiceError::invalid("sampling.stop", "stop sequences must not be empty"));
     }
     if let Some(r) = s.repetition_penalty
-        && !(r.is_finite() && r > 0.0)
+        && !repetition_penalty_ok(r)
     {
         return Err(ServiceError::invalid("sampling.repetition_penalty", "must be > 0 (1 disables)"));
     }
