@@ -134,7 +134,7 @@ pub fn resolve(meta: PartialMetadata, cx: ResolveContext<'_>) -> Result<Document
     let mut seen = BTreeSet::new();
     let mut clean_regions = Vec::new();
     for region in regions {
-        let region = region.trim().to_lowercase();
+        let region = rudder_core::names::region(&region);
         if region.is_empty() {
             return Err(IngestError::invalid("metadata.regions", "a region is empty"));
         }
@@ -149,7 +149,7 @@ pub fn resolve(meta: PartialMetadata, cx: ResolveContext<'_>) -> Result<Document
         return Err(IngestError::invalid("metadata.regions", "at least one region is required"));
     }
 
-    let brand = brand.map(|b| b.trim().to_lowercase()).filter(|b| !b.is_empty());
+    let brand = brand.as_deref().and_then(rudder_core::names::brand);
     if let Some(brand) = &brand {
         check_identifier("metadata.brand", brand)?;
     }

@@ -61,7 +61,7 @@ impl IngestOptions {
     /// Default limits and chunking for these regions.
     pub fn new(known_regions: Vec<String>) -> Self {
         Self {
-            known_regions: known_regions.into_iter().map(|r| r.trim().to_lowercase()).collect(),
+            known_regions: known_regions.iter().map(|r| rudder_core::names::region(r)).collect(),
             limits: IngestLimits::default(),
             chunking: ChunkerOptions::default(),
             embed_batch_size: 32,

@@ -98,11 +98,11 @@ impl PromptServiceImpl {
         brand: &str,
         field: &str,
     ) -> Result<BundleKey, ServiceError> {
-        let region = region.trim().to_lowercase();
+        let region = rudder_core::names::region(region);
         if region.is_empty() {
             return Err(ServiceError::invalid(format!("{field}region"), "must be set (e.g. \"uk\")"));
         }
-        let brand = Some(brand.trim().to_lowercase()).filter(|b| !b.is_empty());
+        let brand = rudder_core::names::brand(brand);
         who.check(&region, brand.as_deref())?;
         Ok(BundleKey { region, brand })
     }
@@ -757,15 +757,10 @@ impl v1::prompt_service_server::PromptService for PromptServiceImpl {
         let who = principal(&request);
         let v1::GetAuditLogRequest { region, brand, page_size, page_token } = request.into_inner();
         let region = who.listing_region(&region).map_err(status)?;
-        let brand = brand.trim().to_lowercase();
+        let brand = rudder_core::names::brand(&brand);
         let (entries, next_page_token) = self
             .registry
-            .audit_page(
-                region.as_deref(),
-                Some(brand.as_str()).filter(|b| !b.is_empty()),
-                page_size as usize,
-                &page_token,
-            )
+            .audit_page(region.as_deref(), brand.as_deref(), page_size as usize, &page_token)
             .map_err(status)?;
         Ok(Response::new(v1::GetAuditLogResponse {
             entries: entries.iter().map(audit_entry).collect(),

@@ -59,13 +59,10 @@ impl Principal {
 
     /// Whether the caller may touch `region` (and `brand`, when the request names one).
     pub fn covers(&self, region: &str, brand: Option<&str>) -> bool {
-        let region = region.trim().to_lowercase();
+        let region = crate::names::region(region);
         let in_regions = self.regions.is_empty() || self.regions.contains(&region);
         let in_brands = self.brands.is_empty()
-            || brand
-                .map(|b| b.trim().to_lowercase())
-                .filter(|b| !b.is_empty())
-                .is_none_or(|b| self.brands.contains(&b));
+            || brand.and_then(crate::names::brand).is_none_or(|b| self.brands.contains(&b));
         in_regions && in_brands
     }
 
@@ -90,7 +87,7 @@ impl Principal {
     /// The region a listing may cover: the one asked for (empty: all), within the caller's scope; a
     /// caller scoped to one region lists it without naming it.
     pub fn listing_region(&self, region: &str) -> Result<Option<String>, ServiceError> {
-        let region = region.trim().to_lowercase();
+        let region = crate::names::region(region);
         if !region.is_empty() {
             self.check(&region, None)?;
             return Ok(Some(region));

@@ -12,6 +12,7 @@ pub mod jsonl;
 pub mod markers;
 pub mod metrics;
 pub mod models;
+pub mod names;
 pub mod passage;
 pub mod secret;
 pub mod store;

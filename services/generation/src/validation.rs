@@ -62,7 +62,7 @@ impl ValidGenerate {
                 format!("is longer than {MAX_QUESTION_CHARS} characters"),
             ));
         }
-        let region = region.trim().to_lowercase();
+        let region = rudder_core::names::region(&region);
         if region.is_empty() {
             return Err(ServiceError::invalid("region", "must be set (e.g. \"us\", \"uk\", \"eu\")"));
         }
@@ -122,7 +122,7 @@ impl ValidGenerate {
         Ok(Self {
             question,
             region,
-            brand: Some(brand.trim().to_lowercase()).filter(|b| !b.is_empty()),
+            brand: rudder_core::names::brand(&brand),
             history,
             passages: passages.into_iter().map(Into::into).collect(),
             top_k: if top_k == 0 { DEFAULT_TOP_K } else { top_k },

@@ -37,7 +37,7 @@ impl ValidRetrieve {
         if query.is_empty() {
             return Err(ServiceError::invalid("query", "must not be empty"));
         }
-        let region = region.trim().to_lowercase();
+        let region = rudder_core::names::region(&region);
         if region.is_empty() {
             return Err(ServiceError::invalid("region", "must be set"));
         }
@@ -61,7 +61,7 @@ impl ValidRetrieve {
         Ok(Self {
             query,
             region,
-            brand: Some(brand.trim().to_lowercase()).filter(|b| !b.is_empty()),
+            brand: rudder_core::names::brand(&brand),
             top_k: if top_k == 0 { DEFAULT_TOP_K } else { top_k },
             mode,
             tags,

@@ -21,7 +21,10 @@ impl RegionNames {
         let names = names
             .into_iter()
             .map(|(region, names)| {
-                (region.trim().to_lowercase(), names.into_iter().filter(|n| !n.trim().is_empty()).collect())
+                (
+                    rudder_core::names::region(&region),
+                    names.into_iter().filter(|n| !n.trim().is_empty()).collect(),
+                )
             })
             .collect();
         Self { names }
@@ -29,7 +32,7 @@ impl RegionNames {
 
     /// The filter for a customer of `region`.
     pub fn audience(&self, region: &str) -> Audience<'_> {
-        Audience { region: region.trim().to_lowercase(), names: self }
+        Audience { region: rudder_core::names::region(region), names: self }
     }
 
     /// The regions `text` names.

@@ -140,8 +140,9 @@ fn digest(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
 }
 
+/// A key's regions or brands in the form they are compared in (see `rudder_core::names`); blanks dropped.
 fn normalised(items: &[String]) -> Vec<String> {
-    items.iter().map(|i| i.trim().to_lowercase()).filter(|i| !i.is_empty()).collect()
+    items.iter().map(|item| rudder_core::names::region(item)).filter(|item| !item.is_empty()).collect()
 }
 
 /// Equality that takes as long whatever the first difference: a timing side channel would leak the
