@@ -191,6 +191,13 @@ async fn the_bad_input_table_is_what_clients_get() -> anyhow::Result<()> {
             },
         ),
         (
+            "Generate: a 5 MB request (a 5 MB passage)",
+            GenerateRequest {
+                passages: vec![passage("huge", "Huge", "All", &"Refunds take 14 days. ".repeat(240_000))],
+                ..ask()
+            },
+        ),
+        (
             "Generate: history turn without a role",
             GenerateRequest { history: vec![v1::ChatTurn { role: 0, content: "hi".into() }], ..ask() },
         ),

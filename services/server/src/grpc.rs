@@ -88,6 +88,7 @@ impl RunningServer {
         let (health, health_service) = tonic_health::server::health_reporter();
         let key_watcher = keys.as_ref().map(crate::auth::KeyStore::watch);
         let mut router = Server::builder()
+            .layer(crate::wire_status::OversizeLayer)
             .layer(crate::auth::AuthLayer::new(keys, config.auth.open_health))
             .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
             .add_service(health_service)

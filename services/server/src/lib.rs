@@ -20,6 +20,7 @@ pub mod preflight;
 pub mod progress;
 pub mod prompts_cmd;
 pub mod status;
+pub mod wire_status;
 
 pub use grpc::RunningServer;
 pub use layered_config::ConfigFlags;
