@@ -53,7 +53,7 @@ pub(super) fn sum(values: &[f32]) -> f32 {
 /// Replaces each score `s` of `row` by `exp(s - max)` and returns `(max, sum of the new values)`:
 /// a softmax's parts, for a partial softmax that is merged with others later.
 #[inline(always)]
-pub(super) fn exponentiate_shifted(row: &mut [f32]) -> (f32, f32) {
+pub(crate) fn exponentiate_shifted(row: &mut [f32]) -> (f32, f32) {
     let max = max(row);
     // Two loops: the exponentials vectorise only without the running sum beside them.
     for s in row.iter_mut() {

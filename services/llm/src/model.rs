@@ -21,6 +21,7 @@ use crate::{
     fused::{self, HeadNll},
     kv_cache::KvCache,
     layers::{Block, Pass},
+    prefill_attention,
     training_block::{BlockSetting, TrainingBlock},
     weights::Weights,
 };
@@ -98,6 +99,12 @@ impl Llama {
         self.weights.decode.as_ref().map(|decode| decode.size_bytes())
     }
 
+    /// Whether prefill multiplies on Q8_0 copies of the projections ([`crate::q8_prefill`]: Q8_0
+    /// serving on a CPU with AVX-512 VNNI) rather than on the f32 weights.
+    pub fn quantized_prefill(&self) -> bool {
+        self.weights.blocks.first().is_some_and(|block| block.q.quantized.is_some())
+    }
+
     /// What a request's in-place KV cache should store ([`KvCache::in_place_copy`]). F16 with the
     /// Q8_0 decode steps: a step reads every cached key and value (at ~800 positions, a quarter of
     /// the weights' bytes in f32), and their AVX2 attention took 1.5 ms per token over f16 against
@@ -163,7 +170,7 @@ impl Llama {
             return Ok(Tensor::from_vec(logits, (1, vocab), &Device::Cpu)?);
         }
         let step = Step { model: self, start, tokens, differentiable: options.differentiable };
-        let mask = step.causal_mask()?;
+        let mask = step.causal_mask(embeds.dim(0)?)?;
         let mut x = embeds.clone();
         for (l, block) in self.weights.blocks.iter().enumerate() {
             x = step.block(block, &x, (cache, l), mask.as_ref())?;
@@ -204,11 +211,17 @@ impl Step<'_> {
         if self.differentiable { Pass::Train } else { Pass::Prefill }
     }
 
+    /// Whether serving attention runs in [`prefill_attention`] (one sequence, a head size it
+    /// takes) rather than as tensor ops.
+    fn tiled_attention(&self, batch: usize) -> bool {
+        !self.differentiable && batch == 1 && prefill_attention::fits(self.model.config.head_dim)
+    }
+
     /// `[tokens, start + tokens]`: 0 where a query may attend, -inf after its own position. Cached
     /// positions (prefix, earlier tokens) are visible to all. None for a single token.
-    /// Training's block op masks by position itself: None there too.
-    fn causal_mask(&self) -> Result<Option<Tensor>, LlmError> {
-        if self.tokens == 1 || self.differentiable {
+    /// Training's block op and [`prefill_attention`] mask by position themselves: None there too.
+    fn causal_mask(&self, batch: usize) -> Result<Option<Tensor>, LlmError> {
+        if self.tokens == 1 || self.differentiable || self.tiled_attention(batch) {
             return Ok(None);
         }
         let total = self.start + self.tokens;
@@ -297,6 +310,11 @@ impl Step<'_> {
         let k = self.rope(&split(block.k.forward(x, pass)?, kv_heads)?)?;
         let v = split(block.v.forward(x, pass)?, kv_heads)?.contiguous()?;
         let (k, v) = cache.append(layer, k, v)?;
+        if self.tiled_attention(batch) {
+            let attended = prefill_attention::attend(&q, &k, &v)?;
+            let attended = attended.transpose(1, 2)?.reshape((batch, tokens, heads * head_dim))?;
+            return block.o.forward(&attended, pass);
+        }
         // An f16 serving cache is widened for the product (a copy: once per layer and call).
         let (k, v) = (k.to_dtype(DType::F32)?, v.to_dtype(DType::F32)?);
         let total = k.dim(2)?;

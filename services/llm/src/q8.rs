@@ -128,7 +128,7 @@ pub(crate) fn prefetch<T>(address: *const T) {
 
 /// Block-wise symmetric int8: each block's scale is its largest magnitude / 127, so values round
 /// into [-127, 127] (never -128: the AVX2 kernel's sign trick relies on it).
-fn quantize(values: &[f32], quants: &mut [i8], scales: &mut [f32]) {
+pub(crate) fn quantize(values: &[f32], quants: &mut [i8], scales: &mut [f32]) {
     for ((block, out), scale) in values.chunks_exact(BLOCK).zip(quants.chunks_exact_mut(BLOCK)).zip(scales) {
         let largest = block.iter().fold(0f32, |m, v| m.max(v.abs()));
         *scale = largest / 127.0;

@@ -299,7 +299,7 @@ mod tests {
     }
 
     fn linear(out: usize, inner: usize, bias: bool) -> Linear {
-        Linear { weight: random(&[out, inner], 0.3), bias: bias.then(|| random(&[out], 0.1)) }
+        Linear::new(random(&[out, inner], 0.3), bias.then(|| random(&[out], 0.1)))
     }
 
     /// The block composed of candle's differentiable ops: the norm as a division by the root mean

@@ -1,8 +1,9 @@
 //! The frozen weights of a llama-family model, loaded from a GGUF file or a Hugging Face safetensors
-//! directory. Every matrix is kept in f32 (training and multi-token prefill use it: candle's f32 gemm is
-//! fast for many rows and carries gradients to the inputs). With [`ServingFormat::Q8_0`] the model
-//! also gets a Q8_0 copy ([`DecodeWeights`]) used only by one-token serving steps, which read the
-//! weights once per token and are bound by memory bandwidth: Q8_0 reads ~3.8x fewer bytes than f32.
+//! directory. Every matrix is kept in f32 (training uses it: candle's f32 gemm carries gradients to the
+//! inputs). With [`ServingFormat::Q8_0`] the model also gets a Q8_0 copy ([`DecodeWeights`]) for
+//! one-token serving steps, which read the weights once per token and are bound by memory bandwidth
+//! (Q8_0 reads ~3.8x fewer bytes than f32), and, on CPUs with AVX-512 VNNI, a Q8_0 copy of each
+//! projection for prefill's many-row products ([`crate::q8_prefill`]), which are bound by arithmetic.
 //!
 //! Nothing here is a `Var` and no API hands out a mutable tensor: the base model cannot change.
 
@@ -15,6 +16,7 @@ use crate::{
     config::LlamaConfig,
     decode::DecodeWeights,
     layers::{Block, Linear},
+    q8_prefill,
 };
 
 /// Which weights one-token decode steps multiply with.
@@ -22,7 +24,9 @@ use crate::{
 pub enum ServingFormat {
     /// The f32 weights for everything.
     F32,
-    /// A Q8_0 copy of every matrix for one-token serving steps; f32 for prefill and training.
+    /// A Q8_0 copy of every matrix for one-token serving steps, and another, laid out for
+    /// many-row products, for prefill where the CPU has AVX-512 VNNI ([`crate::q8_prefill`]);
+    /// f32 for training.
     Q8_0,
 }
 
@@ -181,7 +185,7 @@ impl Weights {
                 } else {
                     None
                 };
-                Ok(Linear { weight, bias })
+                Ok(Linear::new(weight, bias))
             };
             let q = linear("q", [q_out, h])?;
             let k = linear("k", [kv, h])?;
@@ -197,10 +201,17 @@ impl Weights {
         let norm = source.take(naming.norm)?;
         // Tied embeddings (SmolLM2) have no output matrix: the embedding table is the LM head.
         let output = source.take_optional(naming.output)?.unwrap_or_else(|| embed.clone());
-        let lm_head = Linear { weight: output, bias: None };
+        let lm_head = Linear::new(output, None);
         let mut weights = Self { embed, blocks, norm, lm_head, decode: None };
         if format == ServingFormat::Q8_0 {
             weights.decode = Some(DecodeWeights::quantize(&weights.blocks, &weights.norm, &weights.lm_head)?);
+            if q8_prefill::available() {
+                for block in &mut weights.blocks {
+                    for linear in block.linears_mut() {
+                        linear.quantize_for_prefill()?;
+                    }
+                }
+            }
         }
         Ok(weights)
     }

@@ -116,10 +116,11 @@ fn report(model: &LoadedModel) -> anyhow::Result<Decoded> {
         head + tail
     );
     println!(
-        "  prefill               {:>8.1} tok/s  ({:.2} s for {} tokens, f32 weights)",
+        "  prefill               {:>8.1} tok/s  ({:.2} s for {} tokens, {} products)",
         (head + tail) as f64 / prefill_s,
         prefill_s,
-        head + tail
+        head + tail,
+        if model.model.quantized_prefill() { "Q8_0 integer" } else { "f32" }
     );
     println!("  time to first token   {ttft_cold:>8.2} s without head cache, {ttft_warm:.2} s with it");
     println!(
