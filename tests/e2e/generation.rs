@@ -173,7 +173,7 @@ async fn bad_requests_name_the_field_and_get_the_right_status() -> anyhow::Resul
 
 #[tokio::test]
 async fn a_client_that_hangs_up_mid_stream_frees_the_worker() -> anyhow::Result<()> {
-    let server = TestServer::start().await?;
+    let server = TestServer::start_with(|config| config.generation.max_batch = 1).await?;
     let mut client = GenerationServiceClient::new(server.channel().await?);
     let mut stream = client.generate(uk_question(400)).await?.into_inner();
     // Wait for the first token, then hang up.
@@ -183,7 +183,7 @@ async fn a_client_that_hangs_up_mid_stream_frees_the_worker() -> anyhow::Result<
         }
     }
     drop(stream);
-    // The worker serves one request at a time: this one only finishes if the abandoned one stopped.
+    // One request at a time (max_batch 1): this one only finishes if the abandoned one stopped.
     let started = std::time::Instant::now();
     let next = tokio::time::timeout(std::time::Duration::from_secs(60), client.generate_once(uk_question(8)))
         .await??;
@@ -200,9 +200,13 @@ async fn a_client_that_hangs_up_mid_stream_frees_the_worker() -> anyhow::Result<
 
 #[tokio::test]
 async fn beyond_the_queue_a_request_is_refused_at_once_and_counted_as_rejected() -> anyhow::Result<()> {
-    let server = TestServer::start_with(|config| config.generation.queue_capacity = 1).await?;
+    let server = TestServer::start_with(|config| {
+        config.generation.queue_capacity = 1;
+        config.generation.max_batch = 1;
+    })
+    .await?;
     let mut client = GenerationServiceClient::new(server.channel().await?);
-    // The worker takes the first request (it is decoding once a token arrives) and the queue holds
+    // The model runs the first request (it is decoding once a token arrives) and the queue holds
     // the second: the third finds no room.
     let mut running = client.generate(uk_question(400)).await?.into_inner();
     while let Some(event) = running.message().await? {
@@ -223,5 +227,47 @@ async fn beyond_the_queue_a_request_is_refused_at_once_and_counted_as_rejected()
         (1, 0),
         "load is not an error of the version: {traffic:?}"
     );
+    server.server.shutdown().await
+}
+
+/// Requests of three regions (three bundles, each with its own steering and head) run together:
+/// every one has its first token before any has finished, which a model serving one request at a
+/// time cannot do, and each answer comes from its own bundle.
+#[tokio::test]
+async fn requests_of_different_regions_run_together_each_with_its_own_bundle() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let channel = server.channel().await?;
+    let started = std::time::Instant::now();
+    let runs = ["us", "uk", "eu"].map(|region| {
+        let mut client = GenerationServiceClient::new(channel.clone());
+        let request = GenerateRequest { region: region.into(), ..uk_question(48) };
+        tokio::spawn(async move {
+            let mut stream = client.generate(request).await?.into_inner();
+            let (mut bundle_region, mut first_token, mut answer) = (String::new(), None, String::new());
+            while let Some(event) = stream.message().await? {
+                match event.event {
+                    Some(Event::Started(s)) => bundle_region = s.bundle.map(|b| b.region).unwrap_or_default(),
+                    Some(Event::Delta(delta)) => {
+                        first_token.get_or_insert_with(|| started.elapsed());
+                        answer.push_str(&delta.text);
+                    }
+                    _ => {}
+                }
+            }
+            let first_token = first_token.ok_or_else(|| anyhow::anyhow!("{region}: no token"))?;
+            anyhow::Ok((bundle_region, first_token, started.elapsed(), answer))
+        })
+    });
+    let mut results = Vec::new();
+    for run in runs {
+        results.push(run.await??);
+    }
+    let regions: Vec<&str> = results.iter().map(|(region, ..)| region.as_str()).collect();
+    assert_eq!(regions, ["us", "uk", "eu"], "each request is served by its own region's bundle");
+    let last_first_token = results.iter().map(|(_, first, ..)| *first).max().unwrap_or_default();
+    let first_finish = results.iter().map(|(_, _, end, _)| *end).min().unwrap_or_default();
+    eprintln!("last first token at {last_first_token:?}, first answer finished at {first_finish:?}");
+    assert!(last_first_token < first_finish, "the three requests did not run together");
+    assert!(results.iter().all(|(.., answer)| !answer.trim().is_empty()));
     server.server.shutdown().await
 }

@@ -39,6 +39,10 @@ pub struct GenerationConfig {
     pub head_cache_mib: usize,
     /// Prompt tokens one request may prefill at most; passages are trimmed to fit.
     pub max_prompt_tokens: usize,
+    /// Requests the model runs at once (continuous batching); 1 runs one at a time.
+    pub max_batch: usize,
+    /// Memory bound of the running requests' KV caches, in MiB.
+    pub kv_cache_mib: usize,
     /// A RetrievalService to ask for passages (split mode); empty: retrieval in this process.
     pub retrieval_url: String,
     /// Time one remote retrieval may take (connect included).

@@ -37,6 +37,13 @@ impl Linear {
     /// Gives the projection its Q8_0 prefill copy.
     pub fn quantize_for_prefill(&mut self) -> Result<(), LlmError> {
         let cols = self.weight.dim(1)?;
+        if cols == 0 || !cols.is_multiple_of(crate::q8::BLOCK) {
+            return Err(LlmError::Unsupported(format!(
+                "Q8_0 serving needs matrix rows of a multiple of {} values; this model's are {cols} \
+                 (serve it with f32 weights)",
+                crate::q8::BLOCK
+            )));
+        }
         let values = self.weight.flatten_all()?.to_vec1::<f32>()?;
         self.quantized = Some(Arc::new(Q8Panels::from_rows(&values, cols)));
         Ok(())

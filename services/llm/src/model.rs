@@ -18,6 +18,7 @@ use candle_core::{DType, Device, Tensor};
 use crate::{
     LlmError,
     config::LlamaConfig,
+    decode::BatchEntry,
     fused::{self, HeadNll},
     kv_cache::KvCache,
     layers::{Block, Pass},
@@ -185,6 +186,62 @@ impl Llama {
             }
             LogitsAt::None => Ok(x),
         }
+    }
+
+    /// Whether [`Self::decode_batch`] reads each weight matrix once for the whole batch (Q8_0 serving
+    /// on a CPU with the many-row integer products); otherwise it runs the sequences in turn.
+    pub fn decodes_in_batches(&self) -> bool {
+        self.weights.decode.as_ref().is_some_and(|decode| decode.batches())
+    }
+
+    /// One decode step for several sequences at once (continuous batching): `tokens[i]` is the next
+    /// token of the sequence whose cache is `caches[i]`, at that cache's next position; returns each
+    /// sequence's logits. Each sequence attends over its own cache only, so sequences of different
+    /// bundles (prefixes, lengths) share a step. With Q8_0 many-row products every weight matrix is
+    /// read once for the whole batch; otherwise the sequences run one after another.
+    pub fn decode_batch(
+        &self,
+        tokens: &[u32],
+        caches: &mut [&mut KvCache],
+    ) -> Result<Vec<Vec<f32>>, LlmError> {
+        if tokens.len() != caches.len() {
+            return Err(LlmError::Shape {
+                what: "a batched step's caches".into(),
+                expected: vec![tokens.len()],
+                actual: vec![caches.len()],
+            });
+        }
+        let Some(decode) = self.weights.decode.as_ref().filter(|_| tokens.len() > 1) else {
+            let mut logits = Vec::with_capacity(tokens.len());
+            for (&token, cache) in tokens.iter().zip(caches.iter_mut()) {
+                let embeds = self.embed(&Tensor::new(&[token], &Device::Cpu)?.unsqueeze(0)?)?;
+                logits.push(self.forward(&embeds, cache, ForwardOptions::SERVE_LAST)?.squeeze(0)?.to_vec1()?);
+            }
+            return Ok(logits);
+        };
+        let mut batch = Vec::with_capacity(caches.len());
+        for cache in caches.iter_mut() {
+            let position = cache.len();
+            if position >= self.config.max_position {
+                return Err(LlmError::ContextOverflow {
+                    needed: position + 1,
+                    limit: self.config.max_position,
+                });
+            }
+            if cache.num_layers() != self.config.num_layers {
+                return Err(LlmError::Shape {
+                    what: "KV cache layers".into(),
+                    expected: vec![self.config.num_layers],
+                    actual: vec![cache.num_layers()],
+                });
+            }
+            let (cos, sin) = (self.cos.get(position)?.to_vec1()?, self.sin.get(position)?.to_vec1()?);
+            batch.push(BatchEntry { cache, cos, sin });
+        }
+        let ids = Tensor::new(tokens, &Device::Cpu)?;
+        let xs = self.weights.embed.index_select(&ids, 0)?.flatten_all()?.to_vec1()?;
+        let logits = decode.step_batch(&self.config, xs, &mut batch)?;
+        Ok(logits.chunks_exact(logits.len() / tokens.len()).map(<[f32]>::to_vec).collect())
     }
 
     /// The negative log-likelihood of `targets` (one per row) after final hidden states `[rows,

@@ -24,7 +24,10 @@
 // The VNNI kernel loads through raw pointers into aligned records and activation rows.
 #![allow(unsafe_code)]
 
-use std::sync::{Mutex, PoisonError};
+use std::{
+    ops::Range,
+    sync::{Mutex, PoisonError},
+};
 
 use candle_core::utils::barrier_pool;
 
@@ -44,6 +47,12 @@ const CORRECTIONS_AT: usize = SCALES_AT + PANEL * 4;
 
 /// Activation rows multiplied together, sharing each weight load.
 const ROWS_AT_ONCE: usize = 4;
+
+/// Up to this many activation rows, threads split a product by panels rather than by rows.
+const FEW_ROWS: usize = 32;
+
+/// Panels a thread takes at a time when it splits by panels.
+const PANELS_PER_TASK: usize = 2;
 
 /// Activation rows a thread takes at a time: few enough to leave work for both threads on a short
 /// prompt chunk, many enough that a weight panel (~20 KB) is reused from L1 across them.
@@ -110,13 +119,22 @@ impl Q8Panels {
         self.rows
     }
 
-    /// `out = x W^T` for `x` `[x_rows, cols]` (row-major): `out` is `[x_rows, rows]`. Activation rows
-    /// are quantized per block first, by the thread that multiplies them.
+    /// `out = x W^T` for `x` `[x_rows, cols]` (row-major): `out` is `[x_rows, rows]`.
     pub(crate) fn matmul(&self, x: &[f32], out: &mut [f32]) {
         assert!(
             x.len().is_multiple_of(self.cols) && out.len() == x.len() / self.cols * self.rows,
             "a product's input and output lengths"
         );
+        if x.len() / self.cols <= FEW_ROWS {
+            self.matmul_quantized(&QuantizedRows::new(x, self.cols), out);
+        } else {
+            self.matmul_by_rows(x, out);
+        }
+    }
+
+    /// Many rows (prefill): each thread takes rows, quantizes them and multiplies them by every panel
+    /// (a panel's ~20 KB stay in L1 across the rows).
+    fn matmul_by_rows(&self, x: &[f32], out: &mut [f32]) {
         let x_rows = x.len() / self.cols;
         let workers = barrier_pool().n_workers().max(1);
         let per_task = x_rows
@@ -125,16 +143,52 @@ impl Q8Panels {
             .clamp(ROWS_AT_ONCE, MAX_ROWS_PER_TASK);
         let tasks: Vec<Mutex<&mut [f32]>> = out.chunks_mut(per_task * self.rows).map(Mutex::new).collect();
         let kernel = kernel();
+        let panels = 0..self.rows.div_ceil(PANEL);
         barrier_pool().execute_chunked(tasks.len(), |range| {
-            let mut quantized = Activations::default();
+            let mut quantized = QuantizedRows::default();
             for task in range {
                 let mut out = tasks[task].lock().unwrap_or_else(PoisonError::into_inner);
                 let first = task * per_task;
                 let x = &x[first * self.cols..][..out.len() / self.rows * self.cols];
                 quantized.fill(x, self.cols);
-                kernel(self, &quantized, &mut out);
+                kernel(self, panels.clone(), &quantized, &mut out);
             }
         });
+    }
+
+    /// `out = x W^T` for rows quantized beforehand (a batched decode step's: several projections of
+    /// one input share them). Each thread takes panels, so the weights, which are most of what the
+    /// step reads, are read once in all.
+    pub(crate) fn matmul_quantized(&self, quantized: &QuantizedRows, out: &mut [f32]) {
+        assert!(
+            quantized.cols == self.cols && out.len() == quantized.rows() * self.rows,
+            "a product's input and output lengths"
+        );
+        let x_rows = quantized.rows();
+        let panels = self.rows.div_ceil(PANEL);
+        let tasks = panels.div_ceil(PANELS_PER_TASK);
+        let columns = |task: usize| {
+            let panels = task * PANELS_PER_TASK..((task + 1) * PANELS_PER_TASK).min(panels);
+            let columns = panels.start * PANEL..(panels.end * PANEL).min(self.rows);
+            (panels, columns)
+        };
+        let parts: Vec<Mutex<Vec<f32>>> = (0..tasks).map(|_| Mutex::new(Vec::new())).collect();
+        let kernel = kernel();
+        barrier_pool().execute_chunked(tasks, |range| {
+            for task in range {
+                let (panels, columns) = columns(task);
+                let mut part = parts[task].lock().unwrap_or_else(PoisonError::into_inner);
+                part.resize(x_rows * columns.len(), 0.0);
+                kernel(self, panels, quantized, &mut part);
+            }
+        });
+        for (task, part) in parts.into_iter().enumerate() {
+            let (_, columns) = columns(task);
+            let part = part.into_inner().unwrap_or_else(PoisonError::into_inner);
+            for (row, values) in part.chunks_exact(columns.len()).enumerate() {
+                out[row * self.rows + columns.start..][..columns.len()].copy_from_slice(values);
+            }
+        }
     }
 
     fn bytes(&self) -> &[u8] {
@@ -155,13 +209,20 @@ fn lines_as_bytes_mut(lines: &mut [Line]) -> &mut [u8] {
 
 /// Activation rows quantized per block: quants plus 128, as unsigned bytes, and one scale per block.
 #[derive(Debug, Default)]
-struct Activations {
+pub(crate) struct QuantizedRows {
     cols: usize,
     quants: Vec<u8>,
     scales: Vec<f32>,
 }
 
-impl Activations {
+impl QuantizedRows {
+    /// `x`: rows of `cols` values (a multiple of [`BLOCK`]).
+    pub(crate) fn new(x: &[f32], cols: usize) -> Self {
+        let mut rows = Self::default();
+        rows.fill(x, cols);
+        rows
+    }
+
     fn fill(&mut self, x: &[f32], cols: usize) {
         self.cols = cols;
         self.quants.resize(x.len(), 0);
@@ -182,9 +243,9 @@ impl Activations {
     }
 }
 
-/// Multiplies every quantized activation row by every panel of `weights` into `out` (`[rows,
-/// weights.rows]`).
-type Kernel = fn(&Q8Panels, &Activations, &mut [f32]);
+/// Multiplies every quantized activation row by the panels `panels` of `weights` into `out`
+/// (`[rows, columns]`: the columns of those panels).
+type Kernel = fn(&Q8Panels, Range<usize>, &QuantizedRows, &mut [f32]);
 
 fn kernel() -> Kernel {
     #[cfg(target_arch = "x86_64")]
@@ -194,12 +255,13 @@ fn kernel() -> Kernel {
     matmul_portable
 }
 
-fn matmul_portable(weights: &Q8Panels, x: &Activations, out: &mut [f32]) {
+fn matmul_portable(weights: &Q8Panels, panels: Range<usize>, x: &QuantizedRows, out: &mut [f32]) {
     let blocks = weights.cols / BLOCK;
     let bytes = weights.bytes();
-    for (r, out) in out.chunks_exact_mut(weights.rows).enumerate() {
+    let columns = panels.start * PANEL..(panels.end * PANEL).min(weights.rows);
+    for (r, out) in out.chunks_exact_mut(columns.len()).enumerate() {
         let (quants, scales) = (&x.quants[r * x.cols..][..x.cols], &x.scales[r * blocks..][..blocks]);
-        for (row, y) in out.iter_mut().enumerate() {
+        for (row, y) in columns.clone().zip(out.iter_mut()) {
             let (panel, lane) = (row / PANEL, row % PANEL);
             *y = (0..blocks)
                 .map(|b| {
@@ -225,25 +287,34 @@ mod vnni {
         _mm512_storeu_ps,
     };
 
+    use std::ops::Range;
+
     use super::{
-        Activations, BLOCK, CORRECTIONS_AT, GROUPS, PANEL, Q8Panels, RECORD, ROWS_AT_ONCE, SCALES_AT,
+        BLOCK, CORRECTIONS_AT, GROUPS, PANEL, Q8Panels, QuantizedRows, RECORD, ROWS_AT_ONCE, SCALES_AT,
     };
 
     /// Only handed out by `super::kernel` after `super::available` found AVX-512 VNNI.
-    pub(super) fn matmul_checked(weights: &Q8Panels, x: &Activations, out: &mut [f32]) {
+    pub(super) fn matmul_checked(
+        weights: &Q8Panels,
+        panels: Range<usize>,
+        x: &QuantizedRows,
+        out: &mut [f32],
+    ) {
         // SAFETY: `kernel` returns this function only on a CPU with AVX-512 F, BW and VNNI.
-        unsafe { matmul(weights, x, out) }
+        unsafe { matmul(weights, panels, x, out) }
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    fn matmul(weights: &Q8Panels, x: &Activations, out: &mut [f32]) {
+    fn matmul(weights: &Q8Panels, panels: Range<usize>, x: &QuantizedRows, out: &mut [f32]) {
         let (rows, n) = (x.rows(), weights.rows);
         let blocks = weights.cols / BLOCK;
         let bytes = weights.bytes();
+        let first_column = panels.start * PANEL;
+        let stride = (panels.end * PANEL).min(n) - first_column;
         let mut partial = [[0f32; PANEL]; ROWS_AT_ONCE];
-        for panel in 0..n.div_ceil(PANEL) {
+        for panel in panels {
             let records = &bytes[panel * blocks * RECORD..][..blocks * RECORD];
-            let width = (n - panel * PANEL).min(PANEL);
+            let (column, width) = (panel * PANEL - first_column, (n - panel * PANEL).min(PANEL));
             let mut r = 0;
             while r < rows {
                 let count = (rows - r).min(ROWS_AT_ONCE);
@@ -255,7 +326,7 @@ mod vnni {
                     }
                 }
                 for (i, sums) in partial.iter().take(count).enumerate() {
-                    out[(r + i) * n + panel * PANEL..][..width].copy_from_slice(&sums[..width]);
+                    out[(r + i) * stride + column..][..width].copy_from_slice(&sums[..width]);
                 }
                 r += count;
             }
@@ -265,7 +336,7 @@ mod vnni {
     /// `N` activation rows from `first` times one panel's rows (`records`: its blocks' records).
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     #[inline]
-    fn panel_rows<const N: usize>(records: &[u8], x: &Activations, first: usize, out: &mut [[f32; PANEL]]) {
+    fn panel_rows<const N: usize>(records: &[u8], x: &QuantizedRows, first: usize, out: &mut [[f32; PANEL]]) {
         let blocks = records.len() / RECORD;
         let rows: [&[u8]; N] = std::array::from_fn(|i| &x.quants[(first + i) * x.cols..][..x.cols]);
         let scales: [&[f32]; N] = std::array::from_fn(|i| &x.scales[(first + i) * blocks..][..blocks]);
@@ -328,17 +399,22 @@ mod tests {
 
     #[test]
     fn the_product_matches_f32_within_quantization_error() {
-        // 45 weight rows: the last panel is padded; 7 activation rows: a group of four and three
-        // single rows.
-        let (rows, cols, x_rows) = (45, 96, 7);
-        let (w, x) = (matrix(rows, cols, 1), matrix(x_rows, cols, 7));
+        // 150 weight rows: five panels, the last one padded, split between threads two panels at a
+        // time (a decode batch's 7 rows) or by rows (a prefill chunk's 45: groups of four and
+        // single rows).
+        let (rows, cols) = (150, 96);
+        let w = matrix(rows, cols, 1);
         let q = Q8Panels::from_rows(&w, cols);
-        assert_eq!((q.rows(), q.lines.len() * 64), (rows, 2 * 3 * RECORD));
-        let mut out = vec![0.0; x_rows * rows];
-        q.matmul(&x, &mut out);
-        for (i, (got, want)) in out.iter().zip(exact(&w, &x, cols)).enumerate() {
-            // Two roundings of at most half a step (|v| <= 0.5: step 0.5/127) on 96 products.
-            assert!((got - want).abs() < 0.02, "entry {i}: {got} vs {want}");
+        assert_eq!((q.rows(), q.lines.len() * 64), (rows, 5 * 3 * RECORD));
+        for x_rows in [7, 45] {
+            assert_eq!(x_rows <= FEW_ROWS, x_rows == 7);
+            let x = matrix(x_rows, cols, 7);
+            let mut out = vec![0.0; x_rows * rows];
+            q.matmul(&x, &mut out);
+            for (i, (got, want)) in out.iter().zip(exact(&w, &x, cols)).enumerate() {
+                // Two roundings of at most half a step (|v| <= 0.5: step 0.5/127) on 96 products.
+                assert!((got - want).abs() < 0.02, "{x_rows} rows, entry {i}: {got} vs {want}");
+            }
         }
     }
 
@@ -347,11 +423,12 @@ mod tests {
         let (rows, cols, x_rows) = (70, 256, 9);
         let (w, x) = (matrix(rows, cols, 3), matrix(x_rows, cols, 11));
         let q = Q8Panels::from_rows(&w, cols);
-        let mut quantized = Activations::default();
+        let mut quantized = QuantizedRows::default();
         quantized.fill(&x, cols);
         let (mut fast, mut portable) = (vec![0.0; x_rows * rows], vec![0.0; x_rows * rows]);
-        kernel()(&q, &quantized, &mut fast);
-        matmul_portable(&q, &quantized, &mut portable);
+        let panels = 0..rows.div_ceil(PANEL);
+        kernel()(&q, panels.clone(), &quantized, &mut fast);
+        matmul_portable(&q, panels, &quantized, &mut portable);
         for (i, (got, want)) in fast.iter().zip(&portable).enumerate() {
             assert!((got - want).abs() <= 1e-4 * want.abs().max(1.0), "entry {i}: {got} vs {want}");
         }

@@ -204,14 +204,13 @@ impl Weights {
         let lm_head = Linear::new(output, None);
         let mut weights = Self { embed, blocks, norm, lm_head, decode: None };
         if format == ServingFormat::Q8_0 {
-            weights.decode = Some(DecodeWeights::quantize(&weights.blocks, &weights.norm, &weights.lm_head)?);
             if q8_prefill::available() {
-                for block in &mut weights.blocks {
-                    for linear in block.linears_mut() {
-                        linear.quantize_for_prefill()?;
-                    }
+                let linears = weights.blocks.iter_mut().flat_map(Block::linears_mut);
+                for linear in linears.chain([&mut weights.lm_head]) {
+                    linear.quantize_for_prefill()?;
                 }
             }
+            weights.decode = Some(DecodeWeights::quantize(&weights.blocks, &weights.norm, &weights.lm_head)?);
         }
         Ok(weights)
     }

@@ -133,12 +133,43 @@ fn report(model: &LoadedModel) -> anyhow::Result<Decoded> {
         kv_dtype.as_str(),
         decode_tps / concatenating_tps
     );
+    if model.model.decodes_in_batches() {
+        for sequences in [4, 8, 16] {
+            let tps = batched_decode(model, &after_prompt, first, sequences)?;
+            println!(
+                "  batched decode        {tps:>8.1} tok/s for {sequences} sequences stepping together ({:.2}x one sequence)",
+                tps / decode_tps
+            );
+        }
+    }
     Ok(Decoded {
         format: model.format,
         tokens_per_s: decode_tps,
         weight_bytes: weight_bytes_per_token(model),
         kv_bytes: kv_bytes_per_token(model, head + tail + DECODE_STEPS / 2),
     })
+}
+
+/// Output tokens per second of `sequences` sequences, each continuing its own copy of `prompt`,
+/// decoding [`DECODE_STEPS`] tokens together (the batching scheduler's step).
+fn batched_decode(
+    model: &LoadedModel,
+    prompt: &KvCache,
+    first: u32,
+    sequences: usize,
+) -> anyhow::Result<f64> {
+    let kv_dtype = model.model.serving_kv_dtype();
+    let mut caches = (0..sequences)
+        .map(|_| prompt.in_place_copy(DECODE_STEPS, kv_dtype))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut tokens = vec![first; sequences];
+    let started = Instant::now();
+    for _ in 0..DECODE_STEPS {
+        let mut refs: Vec<&mut KvCache> = caches.iter_mut().collect();
+        let logits = model.model.decode_batch(&tokens, &mut refs)?;
+        tokens = logits.iter().map(|logits| rudder_generation::sampler::argmax(logits)).collect();
+    }
+    Ok((sequences * DECODE_STEPS) as f64 / started.elapsed().as_secs_f64())
 }
 
 /// Read bandwidth as runs before 2026-11-29 measured it: bytes of a 512 MiB tensor over the time

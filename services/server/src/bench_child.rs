@@ -17,7 +17,13 @@ pub(crate) struct ChildServer {
 }
 
 impl ChildServer {
-    pub(crate) fn start(args: &[&str], data_dir: &Path, config: &Config) -> anyhow::Result<Self> {
+    /// `env`: configuration overrides for the child (`RUDDER__SECTION__KEY`).
+    pub(crate) fn start(
+        args: &[&str],
+        data_dir: &Path,
+        config: &Config,
+        env: &[(String, String)],
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(data_dir)?;
         let addr_file = data_dir.join("addr");
         let child = Command::new(std::env::current_exe()?)
@@ -29,6 +35,7 @@ impl ChildServer {
             .arg("--models-dir")
             .arg(&config.models.dir)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().map(|(key, value)| (key, value)))
             .stdout(Stdio::null())
             .spawn()?;
         let deadline = Instant::now() + Duration::from_secs(120);

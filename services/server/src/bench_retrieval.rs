@@ -77,7 +77,7 @@ pub async fn run(args: &RetrievalBenchArgs) -> anyhow::Result<()> {
     for &chunks in &args.chunks {
         let data_dir = scratch.path().join(format!("store-{chunks}"));
         let prepared = prepare_store(&data_dir, &corpus, chunks, embedder.dim()).await?;
-        let server = ChildServer::start(&["serve", "retrieval"], &data_dir, &config)?;
+        let server = ChildServer::start(&["serve", "retrieval"], &data_dir, &config, &[])?;
         let mut channel_client = RetrievalServiceClient::new(crate::status::connect(&server.url).await?);
         // Warm up: page in the store, first connections.
         for (question, region) in questions.iter().take(20) {

@@ -2,7 +2,9 @@
 //! process on a fresh data directory, the sample corpus ingested over gRPC, then for each client
 //! count N, N real gRPC clients sending GenerateOnce with the labelled customer questions: aggregate
 //! output tokens/s, requests/s, p50/p99 latency and time to first token, refusals
-//! (RESOURCE_EXHAUSTED beyond the queue) and the server's peak RSS.
+//! (RESOURCE_EXHAUSTED beyond the queue) and the server's peak RSS. With several `--max-batch`
+//! values, one server per value in turn (one request at a time against continuous batching, in
+//! one run).
 
 use std::{path::PathBuf, time::Instant};
 
@@ -32,6 +34,9 @@ pub struct ServeBenchArgs {
     /// scheduler serves), "extractive" runs none.
     #[arg(long, default_value = "off")]
     pub grounding: String,
+    /// The servers' `generation.max_batch`, comma-separated: one server per value, in turn.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 8])]
+    pub max_batch: Vec<usize>,
     /// Longest answer, in tokens.
     #[arg(long, default_value_t = 64)]
     pub max_tokens: u32,
@@ -62,8 +67,53 @@ pub async fn run(args: &ServeBenchArgs) -> anyhow::Result<()> {
         .map(|case| (case.question, case.region))
         .collect();
     anyhow::ensure!(!questions.is_empty(), "{}: no questions", args.questions.display());
-    let scratch = tempfile::tempdir()?;
-    let server = ChildServer::start(&["serve"], scratch.path(), &config)?;
+    println!(
+        "grounding {}, answers up to {} tokens, {} requests per client",
+        args.grounding, args.max_tokens, args.requests
+    );
+    println!(
+        "| max batch | clients | requests | refused | output tok/s | req/s | latency p50 / p99 ms | TTFT p50 / p99 ms | server peak RSS MiB |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &max_batch in &args.max_batch {
+        let scratch = tempfile::tempdir()?;
+        let env = [("RUDDER__GENERATION__MAX_BATCH".to_owned(), max_batch.to_string())];
+        let server = ChildServer::start(&["serve"], scratch.path(), &config, &env)?;
+        let generation = start_serving(&server, args, &questions, grounding).await?;
+        let mut offset = 0;
+        for &clients in &args.clients {
+            let mine = |worker: usize| -> Vec<(String, String)> {
+                (0..args.requests)
+                    .map(|i| questions[(offset + worker * args.requests + i) % questions.len()].clone())
+                    .collect()
+            };
+            let level = measure(&generation, clients, mine, grounding, args.max_tokens).await?;
+            offset += clients * args.requests;
+            println!(
+                "| {max_batch} | {clients} | {} | {} | {:.1} | {:.2} | {:.0} / {:.0} | {:.0} / {:.0} | {:.0} |",
+                level.samples.len(),
+                level.refused,
+                level.output_tokens_per_s(),
+                level.samples.len() as f64 / level.wall_s,
+                pct(&level.latencies(), 0.5),
+                pct(&level.latencies(), 0.99),
+                pct(&level.first_tokens(), 0.5),
+                pct(&level.first_tokens(), 0.99),
+                server.peak_rss_mib()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Ingests the corpus into the started server and warms it up (the bundles' heads, the first
+/// connections); returns its generation client.
+async fn start_serving(
+    server: &ChildServer,
+    args: &ServeBenchArgs,
+    questions: &[(String, String)],
+    grounding: v1::GroundingMode,
+) -> anyhow::Result<GenerationServiceClient<tonic::transport::Channel>> {
     let channel = crate::status::connect(&server.url).await?;
     let files = client::collect_files(std::slice::from_ref(&args.corpus), &client::WalkOptions::default())?;
     let ingested = client::upload_files(
@@ -76,72 +126,73 @@ pub async fn run(args: &ServeBenchArgs) -> anyhow::Result<()> {
     let summary = ingested.summary.unwrap_or_default();
     eprintln!("ingested {} documents ({} failed)", summary.ingested, summary.failed);
     let generation = GenerationServiceClient::new(channel);
-    // Warm up: the bundles' heads, the first connections.
     for (question, region) in questions.iter().take(3) {
         generation.clone().generate_once(request(question, region, grounding, args.max_tokens)).await?;
     }
-    println!(
-        "grounding {}, answers up to {} tokens, {} requests per client",
-        args.grounding, args.max_tokens, args.requests
-    );
-    println!(
-        "| clients | requests | refused | output tok/s | req/s | latency p50 / p99 ms | TTFT p50 / p99 ms | server peak RSS MiB |"
-    );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
-    let mut offset = 0;
-    for &clients in &args.clients {
-        let started = Instant::now();
-        let mut workers = Vec::new();
-        for worker in 0..clients {
-            let mut client = generation.clone();
-            let mine: Vec<(String, String)> = (0..args.requests)
-                .map(|i| questions[(offset + worker * args.requests + i) % questions.len()].clone())
-                .collect();
-            let (grounding, max_tokens) = (grounding, args.max_tokens);
-            workers.push(tokio::spawn(async move {
-                let (mut samples, mut refused) = (Vec::new(), 0usize);
-                for (question, region) in mine {
-                    let sent = Instant::now();
-                    match client.generate_once(request(&question, &region, grounding, max_tokens)).await {
-                        Ok(response) => {
-                            let stats = response.into_inner().stats.unwrap_or_default();
-                            samples.push(Sample {
-                                latency_ms: sent.elapsed().as_secs_f64() * 1000.0,
-                                first_token_ms: stats.time_to_first_token_ms as f64,
-                                output_tokens: stats.output_tokens,
-                            });
-                        }
-                        Err(status) if status.code() == Code::ResourceExhausted => refused += 1,
-                        Err(status) => return Err(anyhow::anyhow!("{question:?}: {status}")),
-                    }
-                }
-                anyhow::Ok((samples, refused))
-            }));
-        }
-        let (mut samples, mut refused) = (Vec::new(), 0);
-        for worker in workers {
-            let (mine, mine_refused) = worker.await??;
-            samples.extend(mine);
-            refused += mine_refused;
-        }
-        offset += clients * args.requests;
-        let wall = started.elapsed().as_secs_f64();
-        let tokens: u64 = samples.iter().map(|s| u64::from(s.output_tokens)).sum();
-        let latencies: Vec<f64> = samples.iter().map(|s| s.latency_ms).collect();
-        let first: Vec<f64> = samples.iter().map(|s| s.first_token_ms).collect();
-        println!(
-            "| {clients} | {} | {refused} | {:.1} | {:.2} | {:.0} / {:.0} | {:.0} / {:.0} | {:.0} |",
-            samples.len(),
-            tokens as f64 / wall,
-            samples.len() as f64 / wall,
-            pct(&latencies, 0.5),
-            pct(&latencies, 0.99),
-            pct(&first, 0.5),
-            pct(&first, 0.99),
-            server.peak_rss_mib()
-        );
+    Ok(generation)
+}
+
+/// One load level: what its requests saw.
+struct Level {
+    samples: Vec<Sample>,
+    refused: usize,
+    wall_s: f64,
+}
+
+impl Level {
+    fn output_tokens_per_s(&self) -> f64 {
+        self.samples.iter().map(|s| f64::from(s.output_tokens)).sum::<f64>() / self.wall_s
     }
-    Ok(())
+
+    fn latencies(&self) -> Vec<f64> {
+        self.samples.iter().map(|s| s.latency_ms).collect()
+    }
+
+    fn first_tokens(&self) -> Vec<f64> {
+        self.samples.iter().map(|s| s.first_token_ms).collect()
+    }
+}
+
+/// `clients` clients at once, each asking its questions (`questions_of(client)`) one after another.
+async fn measure(
+    generation: &GenerationServiceClient<tonic::transport::Channel>,
+    clients: usize,
+    questions_of: impl Fn(usize) -> Vec<(String, String)>,
+    grounding: v1::GroundingMode,
+    max_tokens: u32,
+) -> anyhow::Result<Level> {
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for worker in 0..clients {
+        let mut client = generation.clone();
+        let mine = questions_of(worker);
+        workers.push(tokio::spawn(async move {
+            let (mut samples, mut refused) = (Vec::new(), 0usize);
+            for (question, region) in mine {
+                let sent = Instant::now();
+                match client.generate_once(request(&question, &region, grounding, max_tokens)).await {
+                    Ok(response) => {
+                        let stats = response.into_inner().stats.unwrap_or_default();
+                        samples.push(Sample {
+                            latency_ms: sent.elapsed().as_secs_f64() * 1000.0,
+                            first_token_ms: stats.time_to_first_token_ms as f64,
+                            output_tokens: stats.output_tokens,
+                        });
+                    }
+                    Err(status) if status.code() == Code::ResourceExhausted => refused += 1,
+                    Err(status) => return Err(anyhow::anyhow!("{question:?}: {status}")),
+                }
+            }
+            anyhow::Ok((samples, refused))
+        }));
+    }
+    let (mut samples, mut refused) = (Vec::new(), 0);
+    for worker in workers {
+        let (mine, mine_refused) = worker.await??;
+        samples.extend(mine);
+        refused += mine_refused;
+    }
+    Ok(Level { samples, refused, wall_s: started.elapsed().as_secs_f64() })
 }
 
 fn request(question: &str, region: &str, grounding: v1::GroundingMode, max_tokens: u32) -> GenerateRequest {

@@ -307,6 +307,8 @@ pub(crate) async fn generation_and_prompts(
             queue_capacity: config.generation.queue_capacity,
             head_cache_bytes: config.generation.head_cache_mib << 20,
             max_prompt_tokens: config.generation.max_prompt_tokens,
+            max_batch: config.generation.max_batch,
+            kv_cache_bytes: config.generation.kv_cache_mib << 20,
         },
     )?;
     let prompts = &config.prompts;

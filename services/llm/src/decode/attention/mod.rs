@@ -70,6 +70,94 @@ pub(super) fn attend(
     Ok(())
 }
 
+/// [`attend`] for several sequences at once (a batched decode step): query `i` (`queries`,
+/// `heads * head_dim` each) over cache `i`, into row `i` of `out`. Every sequence's spans go to the
+/// pool in one call, so the threads stay busy across sequences instead of meeting at a barrier
+/// after each. Caches of mixed dtypes run one sequence at a time.
+pub(super) fn attend_batch(
+    queries: &[f32],
+    caches: &[(Tensor, Tensor)],
+    c: &LlamaConfig,
+    out: &mut [f32],
+) -> Result<(), LlmError> {
+    let q_len = c.num_heads * c.head_dim;
+    let dtypes: Vec<(DType, DType)> = caches.iter().map(|(k, v)| (k.dtype(), v.dtype())).collect();
+    let all_f16 = dtypes.iter().all(|&d| d == (DType::F16, DType::F16));
+    let all_f32 = dtypes.iter().all(|&d| d == (DType::F32, DType::F32));
+    if !(all_f16 || all_f32) {
+        for ((q, cache), out) in queries.chunks_exact(q_len).zip(caches).zip(out.chunks_exact_mut(q_len)) {
+            attend(q, (&cache.0, &cache.1), c, out)?;
+        }
+        return Ok(());
+    }
+    let stores: Vec<_> =
+        caches.iter().map(|(k, v)| (k.storage_and_layout(), v.storage_and_layout())).collect();
+    let mut cpu = Vec::with_capacity(stores.len());
+    for ((k_store, k_layout), (v_store, v_layout)) in &stores {
+        let (Storage::Cpu(k), Storage::Cpu(v)) = (&**k_store, &**v_store) else {
+            return Err(LlmError::Unsupported("decode steps run on the CPU".into()));
+        };
+        cpu.push(((k, *k_layout), (v, *v_layout)));
+    }
+    let queries: Vec<Query> = queries
+        .chunks_exact(q_len)
+        .map(|q| Query { q, heads: c.num_heads, group: c.kv_group(), head_dim: c.head_dim })
+        .collect();
+    if all_f32 {
+        let cached = cpu
+            .iter()
+            .map(|((k, kl), (v, vl))| Cached::new((k.as_slice()?, kl), (v.as_slice()?, vl), c))
+            .collect::<Result<Vec<_>, LlmError>>()?;
+        attend_all(Plain, &queries, &cached, out);
+        return Ok(());
+    }
+    let cached = cpu
+        .iter()
+        .map(|((k, kl), (v, vl))| Cached::new((k.as_slice()?, kl), (v.as_slice()?, vl), c))
+        .collect::<Result<Vec<Cached<f16>>, LlmError>>()?;
+    #[cfg(target_arch = "x86_64")]
+    if let Some(f16c) = F16c::detect() {
+        attend_all(f16c, &queries, &cached, out);
+        return Ok(());
+    }
+    attend_all(SoftF16, &queries, &cached, out);
+    Ok(())
+}
+
+/// Spans of a sequence in a batched step: fewer than one sequence alone gets, as the sequences
+/// themselves keep the threads busy.
+const BATCH_SPLITS: usize = 2;
+
+fn attend_all<W: Widen>(widen: W, queries: &[Query], caches: &[Cached<W::Stored>], out: &mut [f32]) {
+    let tasks: Vec<(usize, std::ops::Range<usize>)> = caches
+        .iter()
+        .enumerate()
+        .flat_map(|(i, cache)| {
+            let positions = cache.keys.positions;
+            let splits = BATCH_SPLITS.min(positions).max(1);
+            (0..splits).map(move |split| (i, split * positions / splits..(split + 1) * positions / splits))
+        })
+        .collect();
+    let partials: Vec<Mutex<Partial>> =
+        tasks.iter().map(|&(i, _)| Mutex::new(Partial::new(queries[i].heads, queries[i].head_dim))).collect();
+    barrier_pool().execute_chunked(tasks.len(), |range| {
+        for task in range {
+            let (i, span) = tasks[task].clone();
+            let mut partial = partials[task].lock().unwrap_or_else(PoisonError::into_inner);
+            attend_span(widen, &queries[i], &caches[i], span, &mut partial);
+        }
+    });
+    let partials: Vec<Partial> =
+        partials.into_iter().map(|p| p.into_inner().unwrap_or_else(PoisonError::into_inner)).collect();
+    let q_len = queries.first().map_or(0, |q| q.heads * q.head_dim);
+    let mut next = 0;
+    for (i, out) in out.chunks_exact_mut(q_len.max(1)).enumerate().take(queries.len()) {
+        let count = tasks[next..].iter().take_while(|(task_sequence, _)| *task_sequence == i).count();
+        merge(&partials[next..next + count], queries[i].head_dim, out);
+        next += count;
+    }
+}
+
 /// Splits the positions between the pool's threads and merges their partial softmaxes into `out`.
 fn attend_cached<W: Widen>(widen: W, query: &Query, cache: &Cached<W::Stored>, out: &mut [f32]) {
     let positions = cache.keys.positions;
