@@ -230,3 +230,42 @@ async fn an_editor_is_held_to_its_regions() -> anyhow::Result<()> {
     );
     server.server.shutdown().await
 }
+
+/// A key over its calls per minute is refused with RESOURCE_EXHAUSTED saying when to retry (the
+/// status details' google.rpc.RetryInfo and `retry-after`); other keys go on, and a key with no
+/// limit of its own gets the server's.
+#[tokio::test]
+async fn a_key_over_its_rate_limit_is_told_when_to_retry_and_others_go_on() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("keys.toml");
+    let mut keys = KeyFile::default();
+    let limited = keys.create("agent-limited", Role::Agent, &[], &[])?;
+    keys.limit("agent-limited", Some(2))?;
+    let unlimited = keys.create("agent-unlimited", Role::Agent, &[], &[])?;
+    keys.limit("agent-unlimited", Some(0))?;
+    let by_default = keys.create("agent-default", Role::Agent, &[], &[])?;
+    keys.write(&path)?;
+    let server = TestServer::start_with(|c| {
+        c.auth.keys_file = path.display().to_string();
+        c.auth.requests_per_minute = 1;
+    })
+    .await?;
+    let mut generation = GenerationServiceClient::new(server.channel().await?);
+    for _ in 0..2 {
+        generation.generate_once(with_key(ask("uk"), &limited)).await?;
+    }
+    let refused = generation.generate_once(with_key(ask("uk"), &limited)).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    let delay = rudder_server::auth::limits::retry_delay(&refused)
+        .ok_or_else(|| anyhow::anyhow!("no RetryInfo in {refused:?}"))?;
+    assert!(delay > Duration::from_secs(20) && delay <= Duration::from_secs(30), "{delay:?}");
+    assert!(refused.metadata().get("retry-after").is_some());
+    assert!(refused.message().contains("agent-limited") && !refused.message().contains(&limited));
+    for _ in 0..5 {
+        generation.generate_once(with_key(ask("uk"), &unlimited)).await?;
+    }
+    generation.generate_once(with_key(ask("uk"), &by_default)).await?;
+    let second = generation.generate_once(with_key(ask("uk"), &by_default)).await.unwrap_err();
+    assert_eq!(second.code(), Code::ResourceExhausted, "the server's 1 per minute: {second:?}");
+    server.server.shutdown().await
+}

@@ -27,6 +27,8 @@ pub struct AuthConfig {
     pub keys_file: String,
     /// Health checks and reflection answer without a key.
     pub open_health: bool,
+    /// Calls per minute of a key whose entry sets none; 0: unlimited.
+    pub requests_per_minute: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

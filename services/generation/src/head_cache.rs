@@ -1,7 +1,7 @@
 //! The head cache: the KV state after everything constant per bundle version — policy prefix, tone
 //! soft prompt, system text — computed once and reused, so a request only prefills its own passages
 //! and question. Entries are keyed by bundle id@version (versions are immutable), bounded in bytes and
-//! evicted least-recently-used. Owned by the model worker thread, so it needs no lock.
+//! evicted least-recently-used. Owned by the model thread, so it needs no lock.
 
 use std::sync::Arc;
 

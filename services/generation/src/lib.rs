@@ -6,7 +6,7 @@
 //! | [`service`] | the request flow, transport-neutral: bundle, passages, evidence, the plan |
 //! | `stream` | a request's streaming half: the plan carried out as answer events, the ledger |
 //! | [`grounding`] | evidence selection, verification, quoting and declining |
-//! | [`engine`] | the engine seam ([`InferenceEngine`]) and the single model worker |
+//! | [`engine`] | the engine seam ([`InferenceEngine`]) and the continuous-batching scheduler behind it |
 //! | [`fusion`] | what the model reads: steering, system text, passages, question |
 //! | [`answer_eval`] | the answer-correctness eval's cases and rules |
 //! | [`grpc`] | the gRPC adapter: conversions and status mapping only |

@@ -89,7 +89,11 @@ impl RunningServer {
         let key_watcher = keys.as_ref().map(crate::auth::KeyStore::watch);
         let mut router = Server::builder()
             .layer(crate::wire_status::OversizeLayer)
-            .layer(crate::auth::AuthLayer::new(keys, config.auth.open_health))
+            .layer(crate::auth::AuthLayer::new(
+                keys,
+                config.auth.open_health,
+                config.auth.requests_per_minute,
+            ))
             .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
             .add_service(health_service)
             .add_service(reflection().build_v1()?)

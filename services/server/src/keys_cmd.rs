@@ -1,4 +1,4 @@
-//! `rudder keys create | list | revoke`: the API keys of `auth.keys_file` (or `--file`). A created
+//! `rudder keys create | list | limit | revoke`: the API keys of `auth.keys_file` (or `--file`). A created
 //! key is printed once; the file keeps its hash. A running server picks changes up within a second.
 
 use std::path::PathBuf;
@@ -25,6 +25,22 @@ pub enum KeysCommand {
         /// A brand it may touch (repeatable; none: all).
         #[arg(long = "brand")]
         brands: Vec<String>,
+        /// Calls per minute (0: unlimited; absent: the server's auth.requests_per_minute).
+        #[arg(long)]
+        requests_per_minute: Option<u32>,
+    },
+    /// Set a key's calls per minute: a running server applies it within a second.
+    Limit {
+        #[command(flatten)]
+        file: KeysFile,
+        #[arg(long)]
+        id: String,
+        /// Calls per minute (0: unlimited).
+        #[arg(long, conflicts_with = "server_default", required_unless_present = "server_default")]
+        requests_per_minute: Option<u32>,
+        /// Back to the server's auth.requests_per_minute.
+        #[arg(long)]
+        server_default: bool,
     },
     /// List the keys (ids, roles, scopes, revoked or not; never a key).
     List {
@@ -65,32 +81,54 @@ impl KeysFile {
 
 pub fn run(command: &KeysCommand) -> anyhow::Result<()> {
     match command {
-        KeysCommand::Create { file, id, role, regions, brands } => {
+        KeysCommand::Create { file, id, role, regions, brands, requests_per_minute } => {
             let role = Role::parse(role).ok_or_else(|| {
                 anyhow::anyhow!("--role {role:?}: agent, editor, prompt-owner, auditor or admin")
             })?;
             let path = file.path()?;
             let mut keys = KeyFile::read(&path)?;
             let key = keys.create(id, role, regions, brands)?;
+            keys.limit(id, *requests_per_minute)?;
             keys.write(&path)?;
             eprintln!("key {id:?} ({}) added to {}; it is shown once:", role.as_str(), path.display());
             println!("{key}");
         }
         KeysCommand::List { file } => {
             let keys = KeyFile::read(&file.path()?)?;
-            println!("{:<24} {:<13} {:<16} {:<16} state", "id", "role", "regions", "brands");
+            println!(
+                "{:<24} {:<13} {:<16} {:<16} {:<10} state",
+                "id", "role", "regions", "brands", "per min"
+            );
             for key in &keys.keys {
                 let scope =
                     |items: &[String]| if items.is_empty() { "all".to_owned() } else { items.join(",") };
+                let per_minute = match key.requests_per_minute {
+                    Some(0) => "unlimited".to_owned(),
+                    Some(n) => n.to_string(),
+                    None => "default".to_owned(),
+                };
                 println!(
-                    "{:<24} {:<13} {:<16} {:<16} {}",
+                    "{:<24} {:<13} {:<16} {:<16} {:<10} {}",
                     key.id,
                     key.role.as_str(),
                     scope(&key.regions),
                     scope(&key.brands),
+                    per_minute,
                     if key.revoked { "revoked" } else { "active" }
                 );
             }
+        }
+        KeysCommand::Limit { file, id, requests_per_minute, .. } => {
+            let path = file.path()?;
+            let mut keys = KeyFile::read(&path)?;
+            keys.limit(id, *requests_per_minute)?;
+            keys.write(&path)?;
+            let limit = match requests_per_minute {
+                Some(0) => "unlimited".to_owned(),
+                Some(n) => format!("{n} calls per minute"),
+                None => "the server's auth.requests_per_minute".to_owned(),
+            };
+            eprintln!("key {id:?}: {limit}, in {}", path.display());
         }
         KeysCommand::Revoke { file, id } => {
             let path = file.path()?;

@@ -31,6 +31,10 @@ pub struct KeyEntry {
     pub brands: Vec<String>,
     #[serde(default)]
     pub revoked: bool,
+    /// Calls the key may make per minute (all at once, then at that rate); absent: the server's
+    /// `auth.requests_per_minute`; 0: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<u32>,
     /// RFC 3339 UTC.
     #[serde(default)]
     pub created_at: String,
@@ -98,23 +102,29 @@ impl KeyFile {
             regions: normalised(regions),
             brands: normalised(brands),
             revoked: false,
+            requests_per_minute: None,
             created_at: rudder_core::time::now_rfc3339(),
         });
         Ok(key)
     }
 
     pub fn revoke(&mut self, id: &str) -> anyhow::Result<()> {
-        let entry = self
-            .keys
-            .iter_mut()
-            .find(|k| k.id == id)
-            .ok_or_else(|| anyhow::anyhow!("no key with id {id:?}"))?;
-        entry.revoked = true;
+        self.entry(id)?.revoked = true;
         Ok(())
     }
 
-    /// The principal `key` authenticates, or why not (naming the key id at most).
-    pub fn authenticate(&self, key: &str) -> Result<Principal, String> {
+    /// Sets the calls per minute key `id` may make (None: the server's default; 0: unlimited).
+    pub fn limit(&mut self, id: &str, requests_per_minute: Option<u32>) -> anyhow::Result<()> {
+        self.entry(id)?.requests_per_minute = requests_per_minute;
+        Ok(())
+    }
+
+    fn entry(&mut self, id: &str) -> anyhow::Result<&mut KeyEntry> {
+        self.keys.iter_mut().find(|k| k.id == id).ok_or_else(|| anyhow::anyhow!("no key with id {id:?}"))
+    }
+
+    /// Who `key` authenticates, or why not (naming the key id at most).
+    pub fn authenticate(&self, key: &str) -> Result<Authenticated, String> {
         let id = key
             .strip_prefix(PREFIX)
             .and_then(|rest| rest.rsplit_once('_'))
@@ -127,13 +137,21 @@ impl KeyFile {
         if entry.revoked {
             return Err(format!("key {id:?} is revoked"));
         }
-        Ok(Principal {
+        let principal = Principal {
             id: entry.id.clone(),
             role: entry.role,
             regions: entry.regions.clone(),
             brands: entry.brands.clone(),
-        })
+        };
+        Ok(Authenticated { principal, requests_per_minute: entry.requests_per_minute })
     }
+}
+
+/// A key that checked out: its principal and its own rate limit, if it has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated {
+    pub principal: Principal,
+    pub requests_per_minute: Option<u32>,
 }
 
 fn digest(key: &str) -> String {
@@ -169,7 +187,7 @@ impl KeyStore {
         Ok(Self { path: path.to_owned(), current: Arc::new(RwLock::new((file, modified))) })
     }
 
-    pub fn authenticate(&self, key: &str) -> Result<Principal, String> {
+    pub fn authenticate(&self, key: &str) -> Result<Authenticated, String> {
         match self.current.read() {
             Ok(current) => current.0.authenticate(key),
             Err(_) => Err("the key store is unavailable".to_owned()),
@@ -224,7 +242,7 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(!text.contains(&key) && !text.contains(key.rsplit('_').next().unwrap()), "{text}");
         let read = KeyFile::read(&path).unwrap();
-        let principal = read.authenticate(&key).unwrap();
+        let principal = read.authenticate(&key).unwrap().principal;
         assert_eq!(
             (principal.id.as_str(), principal.role, principal.regions.clone()),
             ("agent-uk", Role::Agent, vec!["uk".to_owned()])

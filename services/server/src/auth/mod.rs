@@ -1,23 +1,27 @@
 //! Authentication and role checks for every RPC, as one tower layer in front of all services: the
 //! API key in `authorization: Bearer <key>` is checked against the key file (`keys`), the key's role
 //! against the method called (`may_call`), and the principal is put into the request for the
-//! handlers, which keep it inside its regions and brands and write it into the audit log. Health and
-//! reflection stay reachable without a key unless `auth.open_health` is off. Without a key file
+//! handlers, which keep it inside its regions and brands and write it into the audit log. Each key's
+//! calls are rate limited (`limits`). Health and reflection stay reachable without a key unless
+//! `auth.open_health` is off. Without a key file
 //! every caller is the local principal: allowed only on a loopback listener (see [`check_exposure`]).
 
 pub mod keys;
+pub mod limits;
 
 use std::{
     future::Future,
     net::SocketAddr,
     pin::Pin,
     task::{Context, Poll},
+    time::Instant,
 };
 
 use rudder_core::access::{Principal, Role};
 use tonic::Status;
 
-pub use keys::{KeyFile, KeyStore};
+pub use keys::{Authenticated, KeyFile, KeyStore};
+pub use limits::RateLimiter;
 
 /// Whether `role` may call `method` (`/<package.Service>/<Method>`).
 pub fn may_call(role: Role, method: &str) -> bool {
@@ -56,16 +60,19 @@ pub fn check_exposure(listen: SocketAddr, keys_file: &str) -> anyhow::Result<()>
     Ok(())
 }
 
-/// The layer: `keys` None serves everyone as the local principal.
+/// The layer: `keys` None serves everyone as the local principal, unlimited.
 #[derive(Debug, Clone)]
 pub struct AuthLayer {
     keys: Option<KeyStore>,
     open_health: bool,
+    limiter: RateLimiter,
+    /// Calls per minute of a key that sets none (`auth.requests_per_minute`; 0: unlimited).
+    default_per_minute: u32,
 }
 
 impl AuthLayer {
-    pub fn new(keys: Option<KeyStore>, open_health: bool) -> Self {
-        Self { keys, open_health }
+    pub fn new(keys: Option<KeyStore>, open_health: bool, default_per_minute: u32) -> Self {
+        Self { keys, open_health, limiter: RateLimiter::default(), default_per_minute }
     }
 
     /// Who `headers` authenticate for `method`, or the status that refuses them.
@@ -87,10 +94,11 @@ impl AuthLayer {
             .ok_or_else(|| {
                 Status::unauthenticated("send an API key: authorization: Bearer rudder_<id>_<secret>")
             })?;
-        let principal = keys.authenticate(presented).map_err(|reason| {
-            tracing::warn!(target: "audit", %method, %reason, "request refused: not authenticated");
-            Status::unauthenticated(reason)
-        })?;
+        let Authenticated { principal, requests_per_minute } =
+            keys.authenticate(presented).map_err(|reason| {
+                tracing::warn!(target: "audit", %method, %reason, "request refused: not authenticated");
+                Status::unauthenticated(reason)
+            })?;
         if !may_call(principal.role, method) {
             tracing::warn!(target: "audit", key = %principal.id, role = principal.role.as_str(), %method, "request refused: role");
             return Err(Status::permission_denied(format!(
@@ -100,6 +108,11 @@ impl AuthLayer {
                 method.trim_start_matches('/')
             )));
         }
+        let per_minute = requests_per_minute.unwrap_or(self.default_per_minute);
+        self.limiter.admit(&principal.id, per_minute, Instant::now()).map_err(|wait| {
+            tracing::warn!(target: "audit", key = %principal.id, %method, per_minute, "request refused: rate limit");
+            limits::over_limit(&principal.id, per_minute, wait)
+        })?;
         Ok(principal)
     }
 }
