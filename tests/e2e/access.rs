@@ -45,6 +45,7 @@ async fn keys_roles_and_regions_decide_who_may_do_what() -> anyhow::Result<()> {
     let path = dir.path().join("keys.toml");
     let mut keys = KeyFile::default();
     let agent = keys.create("agent-uk", Role::Agent, &["uk".into()], &[])?;
+    let us_agent = keys.create("agent-us", Role::Agent, &["us".into()], &[])?;
     let owner = keys.create("owner-uk", Role::PromptOwner, &["uk".into()], &[])?;
     let auditor = keys.create("auditor", Role::Auditor, &[], &[])?;
     keys.write(&path)?;
@@ -71,6 +72,21 @@ async fn keys_roles_and_regions_decide_who_may_do_what() -> anyhow::Result<()> {
     // The uk agent asks uk questions, and nothing else.
     let answer = generation.generate_once(with_key(ask("uk"), &agent)).await?.into_inner();
     assert!(answer.answer.contains("14 days"), "{:?}", answer.answer);
+    // Feedback on that answer: from its region's agent, not from another region's.
+    let rating = |key: &str| {
+        with_key(
+            v1::SubmitFeedbackRequest {
+                request_id: answer.request_id.clone(),
+                rating: v1::Rating::Good as i32,
+                author: "Sam".into(),
+                ..Default::default()
+            },
+            key,
+        )
+    };
+    let outsider = generation.submit_feedback(rating(&us_agent)).await.unwrap_err();
+    assert_eq!(outsider.code(), Code::PermissionDenied, "{outsider:?}");
+    generation.submit_feedback(rating(&agent)).await?;
     let elsewhere = generation.generate_once(with_key(ask("us"), &agent)).await.unwrap_err();
     assert_eq!(elsewhere.code(), Code::PermissionDenied, "{elsewhere:?}");
     let us_passages = RetrieveRequest { query: "refunds".into(), region: "us".into(), ..Default::default() };

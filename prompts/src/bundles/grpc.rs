@@ -145,15 +145,7 @@ impl PromptServiceImpl {
 /// Who made a change, for the audit log: the authenticated key's id (a different `actor` the request
 /// names is kept beside it); with authentication off, the request's `actor`.
 fn by(who: &Principal, actor: String, reason: String) -> ChangeBy {
-    let claimed = actor.trim();
-    let actor = if *who == Principal::local() {
-        claimed.to_owned()
-    } else if claimed.is_empty() || claimed == who.id {
-        who.id.clone()
-    } else {
-        format!("{} (as {claimed})", who.id)
-    };
-    ChangeBy { actor, reason }
+    ChangeBy { actor: who.named_actor(&actor), reason }
 }
 
 fn summary(s: &BundleSummary) -> v1::BundleSummary {

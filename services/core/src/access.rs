@@ -57,6 +57,20 @@ impl Principal {
         Self { id: "local".into(), role: Role::Admin, regions: Vec::new(), brands: Vec::new() }
     }
 
+    /// Who did something, for a log or a record: the authenticated key's id, with a different name
+    /// the request claims kept beside it ("owner-uk (as mallory)"); with authentication off (the
+    /// local principal), the claimed name.
+    pub fn named_actor(&self, claimed: &str) -> String {
+        let claimed = claimed.trim();
+        if *self == Self::local() {
+            claimed.to_owned()
+        } else if claimed.is_empty() || claimed == self.id {
+            self.id.clone()
+        } else {
+            format!("{} (as {claimed})", self.id)
+        }
+    }
+
     /// Whether the caller may touch `region` (and `brand`, when the request names one).
     pub fn covers(&self, region: &str, brand: Option<&str>) -> bool {
         let region = crate::names::region(region);

@@ -13,7 +13,7 @@ use std::{
     sync::Mutex,
 };
 
-use rudder_core::{Passage, ServiceError};
+use rudder_core::{Passage, ServiceError, access::Principal};
 use serde::{Deserialize, Serialize};
 
 /// The file under the feedback directory.
@@ -73,7 +73,11 @@ pub struct NewFeedback {
     pub rating: Rating,
     pub corrected_answer: String,
     pub reason: String,
+    /// Who the request says wrote it.
     pub author: String,
+    /// Who sent it: it may rate answers of its own regions and brands only, and is recorded as the
+    /// author (the claimed name kept beside its id).
+    pub by: Principal,
 }
 
 /// Which feedback to list.
@@ -144,12 +148,13 @@ impl FeedbackBook {
                 name: feedback.request_id.clone(),
                 known: vec![format!("the last {} answers this server served", self.recent_capacity)],
             })?;
+        feedback.by.check(&served.region, served.brand.as_deref())?;
         let entry = FeedbackEntry {
             feedback_id: uuid::Uuid::new_v4().to_string(),
             rating: feedback.rating,
             corrected_answer: feedback.corrected_answer.trim().to_owned(),
             reason: feedback.reason,
-            author: feedback.author,
+            author: feedback.by.named_actor(&feedback.author),
             created_at: rudder_core::time::now_rfc3339(),
             served,
         };
@@ -255,7 +260,26 @@ mod tests {
             corrected_answer: corrected.into(),
             reason: "wrong number".into(),
             author: "agent-7".into(),
+            by: Principal::local(),
         }
+    }
+
+    #[test]
+    fn a_key_rates_answers_of_its_own_regions_only_and_is_recorded_as_the_author() {
+        let dir = tempfile::tempdir().unwrap();
+        let book = FeedbackBook::open(dir.path(), 10).unwrap();
+        book.remember(served("r1", "uk"));
+        let agent = |region: &str| Principal {
+            id: format!("agent-{region}"),
+            role: rudder_core::access::Role::Agent,
+            regions: vec![region.into()],
+            brands: Vec::new(),
+        };
+        let refused = book.submit(NewFeedback { by: agent("us"), ..rate("r1", "") }).unwrap_err();
+        assert!(matches!(refused, ServiceError::PermissionDenied(_)), "{refused:?}");
+        assert!(book.list(&FeedbackFilter::default()).unwrap().0.is_empty(), "nothing stored");
+        let stored = book.submit(NewFeedback { by: agent("uk"), ..rate("r1", "") }).unwrap();
+        assert_eq!(stored.author, "agent-uk (as agent-7)");
     }
 
     #[test]

@@ -88,6 +88,7 @@ impl v1::generation_service_server::GenerationService for GenerationServiceImpl 
         &self,
         request: Request<v1::SubmitFeedbackRequest>,
     ) -> Result<Response<v1::SubmitFeedbackResponse>, Status> {
+        let by = rudder_proto::convert::principal(&request);
         let v1::SubmitFeedbackRequest { request_id, rating, corrected_answer, reason, author } =
             request.into_inner();
         let rating = match v1::Rating::try_from(rating) {
@@ -95,7 +96,7 @@ impl v1::generation_service_server::GenerationService for GenerationServiceImpl 
             Ok(v1::Rating::Bad) => Rating::Bad,
             _ => return Err(status(ServiceError::invalid("rating", "must be RATING_GOOD or RATING_BAD"))),
         };
-        let submitted = NewFeedback { request_id, rating, corrected_answer, reason, author };
+        let submitted = NewFeedback { request_id, rating, corrected_answer, reason, author, by };
         let entry = self.service.submit_feedback(submitted).await.map_err(status)?;
         Ok(Response::new(v1::SubmitFeedbackResponse { feedback_id: entry.feedback_id }))
     }
