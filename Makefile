@@ -14,10 +14,12 @@ test: models build
 	bash deploy/clients/python/smoke.sh
 	$(CARGO) test --locked --workspace
 
-## fuzz: mutate the sample corpus into every document parser for RUDDER_FUZZ_SECONDS (default 600);
-## findings go to target/fuzz-findings/ (make test runs a short bounded pass of the same)
+## fuzz: mutate the sample corpus into every document parser for RUDDER_FUZZ_SECONDS (default 600),
+## and 100,000 bundle artifact files into the artifact reader; findings go to target/fuzz-findings/
+## (make test runs a short bounded pass of both)
 fuzz: models
 	$(CARGO) test --locked -p rudder-ingest --test integration fuzz_for_a_while -- --ignored --nocapture
+	RUDDER_FUZZ_ROUNDS=5000 $(CARGO) test --locked -p rudder-generation --lib mutated_artifact_files -- --nocapture
 
 ## models: fetch and verify the model files of shared/MODELS.md (does nothing when they are in place)
 models:

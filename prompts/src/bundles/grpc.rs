@@ -7,7 +7,7 @@ use std::{collections::HashMap, sync::Arc};
 use rudder_core::{BundleKey, ServiceError, access::Principal};
 use rudder_generation::{
     Engine, ModelInfo,
-    steering::{PREFIX_KEYS, PREFIX_VALUES, SOFT_PROMPT, check_prefix, check_soft_prompt},
+    steering::{self, PREFIX_KEYS, PREFIX_VALUES, SOFT_PROMPT, check_prefix, check_soft_prompt},
     validation::{repetition_penalty_ok, temperature_ok, top_p_ok},
 };
 use rudder_proto::{convert::principal, status, timestamp, v1};
@@ -394,8 +394,7 @@ impl PromptServiceImpl {
             if !manifest.sha256.is_empty() && manifest.sha256 != hex(&Sha256::digest(&bytes)) {
                 return Err(invalid("does not match the manifest's sha256".into()));
             }
-            let tensors = candle_core::safetensors::load_buffer(&bytes, &candle_core::Device::Cpu)
-                .map_err(|err| invalid(format!("is not a readable safetensors file: {err}")))?;
+            let tensors = steering::read_tensors(&bytes).map_err(invalid)?;
             let tensor =
                 |name: &str| tensors.get(name).ok_or_else(|| invalid(format!("has no tensor {name}")));
             let config = &self.model.config;
@@ -405,7 +404,6 @@ impl PromptServiceImpl {
             }
             .map_err(invalid)?;
             for (name, t) in &tensors {
-                artifact::check_finite(name, t).map_err(invalid)?;
                 if let Some(claimed) = manifest.shapes.get(name) {
                     let actual: Vec<u64> = t.dims().iter().map(|&d| d as u64).collect();
                     if claimed.dims != actual {

@@ -7,6 +7,8 @@
 //! `[layers, kv_heads, positions, head_dim]`; a soft prompt holds `prompt_embeddings`,
 //! `[virtual_tokens, hidden]` (the name Hugging Face PEFT uses).
 
+use std::collections::HashMap;
+
 use candle_core::{Device, Tensor};
 use rudder_core::{Bundle, bundle::ArtifactRef};
 use rudder_llm::{KvCache, LlamaConfig, LoadedModel};
@@ -128,7 +130,7 @@ fn misfit(artifact: &ArtifactRef, reason: String) -> GenerationError {
 fn read_artifact(
     artifact: &ArtifactRef,
     model: &LoadedModel,
-) -> Result<std::collections::HashMap<String, Tensor>, GenerationError> {
+) -> Result<HashMap<String, Tensor>, GenerationError> {
     if artifact.base_model_fingerprint != model.fingerprint {
         return Err(misfit(
             artifact,
@@ -139,16 +141,134 @@ fn read_artifact(
         ));
     }
     let bytes = artifact.read_unchanged().map_err(|reason| misfit(artifact, reason))?;
-    let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
-        .map_err(|err| misfit(artifact, format!("is not a readable safetensors file: {err}")))?;
-    let mut checked = std::collections::HashMap::new();
+    read_tensors(&bytes).map_err(|reason| misfit(artifact, reason))
+}
+
+/// The tensors of an artifact file as f32, every value finite, or why not: what both the upload
+/// check (PublishBundle) and the loader run on bytes that came from outside. Fuzzed below.
+pub fn read_tensors(bytes: &[u8]) -> Result<HashMap<String, Tensor>, String> {
+    let tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
+        .map_err(|err| format!("is not a readable safetensors file: {err}"))?;
+    let mut checked = HashMap::new();
     for (name, tensor) in tensors {
-        let tensor = tensor.to_dtype(candle_core::DType::F32)?;
-        let all_finite = tensor.flatten_all()?.to_vec1::<f32>()?.iter().all(|v| v.is_finite());
-        if !all_finite {
-            return Err(misfit(artifact, format!("tensor {name} has NaN or infinite values")));
+        let values = tensor
+            .to_dtype(candle_core::DType::F32)
+            .and_then(|t| Ok((t.flatten_all()?.to_vec1::<f32>()?, t)))
+            .map_err(|err| format!("tensor {name}: {err}"))?;
+        if !values.0.iter().all(|v| v.is_finite()) {
+            return Err(format!("tensor {name} has NaN or infinite values"));
         }
-        checked.insert(name, tensor);
+        checked.insert(name, values.1);
     }
     Ok(checked)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+
+    use super::*;
+
+    /// A prefix artifact's file: `[layers 2, kv_heads 1, positions 3, head_dim 4]` keys and values.
+    fn prefix_file() -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("prefix.safetensors");
+        let values: Vec<f32> = (0..24).map(|i| i as f32 / 10.0).collect();
+        let tensor = Tensor::from_vec(values, (2, 1, 3, 4), &Device::Cpu).unwrap();
+        let map =
+            HashMap::from([(PREFIX_KEYS.to_owned(), tensor.clone()), (PREFIX_VALUES.to_owned(), tensor)]);
+        candle_core::safetensors::save(&map, &path).unwrap();
+        std::fs::read(&path).unwrap()
+    }
+
+    /// xorshift64*: enough to vary mutations reproducibly without a crate.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 33) as usize % n.max(1)
+        }
+    }
+
+    /// Text worth putting into the JSON header: other dtypes, shapes whose product overflows or
+    /// exceeds the data, offsets out of range, and structure that ends early.
+    const HEADER_SYNTAX: &[&str] = &[
+        "\"F64\"",
+        "\"BF16\"",
+        "\"BOOL\"",
+        "\"U8\"",
+        "\"I64\"",
+        "[18446744073709551615,2]",
+        "[4294967296,4294967296,4294967296]",
+        "[]",
+        "[0,18446744073709551615]",
+        "[24,8]",
+        "{}",
+        "null",
+        "\"__metadata__\"",
+        "{\"a\":",
+        "]]]]",
+    ];
+
+    /// Uploaded artifact files are bytes from a caller: mutated ones (flipped and cut bytes, header
+    /// lengths out of range, header JSON rewritten with other dtypes, overflowing shapes and offsets)
+    /// are refused with a reason or read, never a panic, and each read stays quick.
+    #[test]
+    fn mutated_artifact_files_are_refused_or_read_and_never_panic() {
+        let valid = prefix_file();
+        assert_eq!(read_tensors(&valid).map(|t| t.len()), Ok(2));
+        let header_len = u64::from_le_bytes(valid[..8].try_into().unwrap()) as usize;
+        let rounds: usize =
+            std::env::var("RUDDER_FUZZ_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(20);
+        let mut rng = Rng(0x0005_eed0_fa47);
+        let (mut refused, mut read) = (0, 0);
+        for round in 0..rounds * 20 {
+            let mut bytes = valid.clone();
+            for _ in 0..1 + rng.below(3) {
+                match rng.below(5) {
+                    0 if !bytes.is_empty() => {
+                        let at = rng.below(bytes.len());
+                        bytes[at] ^= 1 << rng.below(8);
+                    }
+                    0 => {}
+                    1 => bytes.truncate(rng.below(bytes.len())),
+                    2 => {
+                        let claimed = [0, 1, 7, header_len - 1, header_len + 1, bytes.len(), usize::MAX / 2];
+                        let claimed = claimed[rng.below(claimed.len())] as u64;
+                        if bytes.len() >= 8 {
+                            bytes[..8].copy_from_slice(&claimed.to_le_bytes());
+                        }
+                    }
+                    _ => {
+                        // Replace a JSON value in the header with one of the dictionary's.
+                        let end = (8 + header_len).min(bytes.len());
+                        if end > 9 {
+                            let start = 8 + rng.below(end - 8);
+                            let cut = (start + 1 + rng.below(12)).min(end);
+                            let insert = HEADER_SYNTAX[rng.below(HEADER_SYNTAX.len())].as_bytes();
+                            bytes.splice(start..cut, insert.iter().copied());
+                        }
+                    }
+                }
+            }
+            let started = std::time::Instant::now();
+            let outcome = catch_unwind(AssertUnwindSafe(|| read_tensors(&bytes)));
+            let Ok(outcome) = outcome else {
+                panic!("round {round}: reading panicked on {bytes:?}");
+            };
+            assert!(started.elapsed() < std::time::Duration::from_secs(1), "round {round}: slow");
+            match outcome {
+                Ok(_) => read += 1,
+                Err(reason) => {
+                    assert!(!reason.is_empty());
+                    refused += 1;
+                }
+            }
+        }
+        eprintln!("{} mutated artifact files: {refused} refused, {read} read", rounds * 20);
+        assert!(refused > 0, "the mutations reach the checks");
+    }
 }
