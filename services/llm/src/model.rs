@@ -146,20 +146,8 @@ impl Llama {
                 actual: vec![0],
             });
         }
+        self.check_cache(cache, tokens)?;
         let start = cache.len();
-        if start + tokens > self.config.max_position {
-            return Err(LlmError::ContextOverflow {
-                needed: start + tokens,
-                limit: self.config.max_position,
-            });
-        }
-        if cache.num_layers() != self.config.num_layers {
-            return Err(LlmError::Shape {
-                what: "KV cache layers".into(),
-                expected: vec![self.config.num_layers],
-                actual: vec![cache.num_layers()],
-            });
-        }
         if let Some(decode) = &self.weights.decode
             && options == ForwardOptions::SERVE_LAST
             && embeds.dims3()? == (1, 1, self.config.hidden_size)
@@ -186,6 +174,22 @@ impl Llama {
             }
             LogitsAt::None => Ok(x),
         }
+    }
+
+    /// `cache` is this model's and has room for `tokens` more positions.
+    fn check_cache(&self, cache: &KvCache, tokens: usize) -> Result<(), LlmError> {
+        let needed = cache.len() + tokens;
+        if needed > self.config.max_position {
+            return Err(LlmError::ContextOverflow { needed, limit: self.config.max_position });
+        }
+        if cache.num_layers() != self.config.num_layers {
+            return Err(LlmError::Shape {
+                what: "KV cache layers".into(),
+                expected: vec![self.config.num_layers],
+                actual: vec![cache.num_layers()],
+            });
+        }
+        Ok(())
     }
 
     /// Whether [`Self::decode_batch`] reads each weight matrix once for the whole batch (Q8_0 serving
@@ -221,20 +225,8 @@ impl Llama {
         };
         let mut batch = Vec::with_capacity(caches.len());
         for cache in caches.iter_mut() {
+            self.check_cache(cache, 1)?;
             let position = cache.len();
-            if position >= self.config.max_position {
-                return Err(LlmError::ContextOverflow {
-                    needed: position + 1,
-                    limit: self.config.max_position,
-                });
-            }
-            if cache.num_layers() != self.config.num_layers {
-                return Err(LlmError::Shape {
-                    what: "KV cache layers".into(),
-                    expected: vec![self.config.num_layers],
-                    actual: vec![cache.num_layers()],
-                });
-            }
             let (cos, sin) = (self.cos.get(position)?.to_vec1()?, self.sin.get(position)?.to_vec1()?);
             batch.push(BatchEntry { cache, cos, sin });
         }

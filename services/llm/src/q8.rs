@@ -58,18 +58,14 @@ impl Q8Matrix {
         let rows = values.len() / cols;
         let blocks = cols / BLOCK;
         let mut records = vec![0u8; rows.div_ceil(QUAD) * blocks * RECORD];
-        let (mut quants, mut scale) = ([0i8; BLOCK], [0f32; 1]);
-        for (row, values) in values.chunks_exact(cols).enumerate() {
+        for_each_block(values, cols, |row, b, quants, scale| {
             let (quad, lane) = (row / QUAD, row % QUAD);
-            for (b, block) in values.chunks_exact(BLOCK).enumerate() {
-                quantize(block, &mut quants, &mut scale);
-                let record = &mut records[(quad * blocks + b) * RECORD..][..RECORD];
-                for (stored, q) in record[lane * BLOCK..(lane + 1) * BLOCK].iter_mut().zip(quants) {
-                    *stored = q.cast_unsigned();
-                }
-                record[scale_at(lane)..][..4].copy_from_slice(&scale[0].to_le_bytes());
+            let record = &mut records[(quad * blocks + b) * RECORD..][..RECORD];
+            for (stored, q) in record[lane * BLOCK..(lane + 1) * BLOCK].iter_mut().zip(quants) {
+                *stored = q.cast_unsigned();
             }
-        }
+            record[scale_at(lane)..][..4].copy_from_slice(&scale.to_le_bytes());
+        });
         Self { rows, cols, records }
     }
 
@@ -102,6 +98,22 @@ impl Q8Matrix {
                 }
             }
         });
+    }
+}
+
+/// Quantizes `values` (rows of `cols`) block by block and hands each block to `store` with its row,
+/// its index in the row, its quants and its scale: how each weight layout is filled.
+pub(crate) fn for_each_block(
+    values: &[f32],
+    cols: usize,
+    mut store: impl FnMut(usize, usize, &[i8; BLOCK], f32),
+) {
+    let (mut quants, mut scale) = ([0i8; BLOCK], [0f32; 1]);
+    for (row, values) in values.chunks_exact(cols).enumerate() {
+        for (b, block) in values.chunks_exact(BLOCK).enumerate() {
+            quantize(block, &mut quants, &mut scale);
+            store(row, b, &quants, scale[0]);
+        }
     }
 }
 

@@ -96,22 +96,18 @@ impl Q8Panels {
         let blocks = cols / BLOCK;
         let mut lines = vec![Line([0; 64]); rows.div_ceil(PANEL) * blocks * RECORD / 64];
         let bytes = lines_as_bytes_mut(&mut lines);
-        let (mut quants, mut scale) = ([0i8; BLOCK], [0f32; 1]);
-        for (row, values) in values.chunks_exact(cols).enumerate() {
+        crate::q8::for_each_block(values, cols, |row, b, quants, scale| {
             let (panel, lane) = (row / PANEL, row % PANEL);
-            for (b, block) in values.chunks_exact(BLOCK).enumerate() {
-                crate::q8::quantize(block, &mut quants, &mut scale);
-                let record = &mut bytes[(panel * blocks + b) * RECORD..][..RECORD];
-                for (group, four) in quants.chunks_exact(4).enumerate() {
-                    for (i, q) in four.iter().enumerate() {
-                        record[(group * PANEL + lane) * 4 + i] = q.cast_unsigned();
-                    }
+            let record = &mut bytes[(panel * blocks + b) * RECORD..][..RECORD];
+            for (group, four) in quants.chunks_exact(4).enumerate() {
+                for (i, q) in four.iter().enumerate() {
+                    record[(group * PANEL + lane) * 4 + i] = q.cast_unsigned();
                 }
-                let correction = -128 * quants.iter().map(|&q| i32::from(q)).sum::<i32>();
-                record[SCALES_AT + lane * 4..][..4].copy_from_slice(&scale[0].to_le_bytes());
-                record[CORRECTIONS_AT + lane * 4..][..4].copy_from_slice(&correction.to_le_bytes());
             }
-        }
+            let correction = -128 * quants.iter().map(|&q| i32::from(q)).sum::<i32>();
+            record[SCALES_AT + lane * 4..][..4].copy_from_slice(&scale.to_le_bytes());
+            record[CORRECTIONS_AT + lane * 4..][..4].copy_from_slice(&correction.to_le_bytes());
+        });
         Self { rows, cols, lines }
     }
 

@@ -13,11 +13,13 @@ use rudder_llm::{ForwardOptions, KvCache, LoadedModel, LogitsAt, ServingFormat};
 const DECODE_STEPS: usize = 48;
 const SYSTEM_TEXT: &str = "You are Northwind Outfitters' customer support assistant for the United Kingdom. Answer only from the numbered policy passages. Cite the passage you used as [1], [2], and so on. Be courteous, use British spelling, give amounts in pounds sterling (£), and never promise anything the policy does not say.";
 
-pub fn generate(files: &ModelFiles) -> anyhow::Result<()> {
-    let path = files.path(ModelFiles::LLM_GGUF);
+/// `model`: `generation.model` (empty: SmolLM2-135M; a catalogue name; a path).
+pub fn generate(files: &ModelFiles, model: &std::path::Path) -> anyhow::Result<()> {
+    let path = files.llm(model)?;
+    println!("model: {}", path.display());
     let mut decoded = Vec::new();
     for format in [ServingFormat::F32, ServingFormat::Q8_0] {
-        let model = LoadedModel::load_gguf(&path, format)?;
+        let model = LoadedModel::load(&path, format)?;
         decoded.push(report(&model)?);
     }
     println!("\npeak RSS: {:.0} MiB (both models were loaded one after the other)", peak_rss_mib());

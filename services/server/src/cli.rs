@@ -138,7 +138,7 @@ impl Cli {
             Command::Bench(BenchCommand::Serve(args)) => crate::bench_serve::run(&args).await,
             Command::Bench(BenchCommand::Generate { config }) => {
                 let config = config.load()?;
-                crate::bench::generate(&preflight::quick(&config.models.dir)?)
+                crate::bench::generate(&preflight::quick(&config.models.dir)?, &config.generation.model)
             }
         }
     }

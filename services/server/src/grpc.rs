@@ -287,11 +287,7 @@ pub(crate) async fn generation_and_prompts(
     retrieval: Arc<dyn PassageSource>,
     embedder: Arc<dyn Embedder>,
 ) -> anyhow::Result<(Generation, PromptServiceImpl, Option<JoinHandle<()>>, Arc<Registry>)> {
-    let model_path = if config.generation.model.as_os_str().is_empty() {
-        files.path(ModelFiles::LLM_GGUF)
-    } else {
-        config.generation.model.clone()
-    };
+    let model_path = files.llm(&config.generation.model)?;
     let format = match config.generation.serving_format {
         ServingFormatName::F32 => ServingFormat::F32,
         ServingFormatName::Q8_0 => ServingFormat::Q8_0,
