@@ -271,3 +271,33 @@ async fn requests_of_different_regions_run_together_each_with_its_own_bundle() -
     assert!(results.iter().all(|(.., answer)| !answer.trim().is_empty()));
     server.server.shutdown().await
 }
+
+/// With the batch full, a client that hangs up frees its slot for a waiting request at once: the
+/// waiting one gets its first token while the other running answer is still being written.
+#[tokio::test]
+async fn a_hang_up_frees_a_batch_slot_for_a_waiting_request() -> anyhow::Result<()> {
+    let server = TestServer::start_with(|config| config.generation.max_batch = 2).await?;
+    let channel = server.channel().await?;
+    let first_token = async |stream: &mut tonic::Streaming<v1::GenerateEvent>| -> anyhow::Result<()> {
+        while let Some(event) = stream.message().await? {
+            if matches!(event.event, Some(Event::Delta(_))) {
+                return Ok(());
+            }
+        }
+        anyhow::bail!("the answer ended before its first token")
+    };
+    let mut client = GenerationServiceClient::new(channel.clone());
+    let mut leaving = client.generate(uk_question(400)).await?.into_inner();
+    let mut staying = client.generate(uk_question(400)).await?.into_inner();
+    first_token(&mut leaving).await?;
+    first_token(&mut staying).await?;
+    let mut waiting = client.generate(uk_question(8)).await?.into_inner();
+    drop(leaving);
+    first_token(&mut waiting).await?;
+    // The staying answer is still running (it had ~30 tokens to go here; the scheduler prefills the
+    // waiting prompt in one turn and gives it a token at the next step, so it advances one or two).
+    let still_running = tokio::time::timeout(std::time::Duration::from_millis(50), staying.message()).await;
+    let ended = matches!(still_running, Ok(Ok(None)));
+    assert!(!ended, "the waiting request started only after the other answer ended");
+    server.server.shutdown().await
+}
