@@ -12,6 +12,7 @@ mod journey;
 mod model_files;
 mod retrieval_quality;
 mod server_contract;
+mod tls;
 
 /// A client-supplied uk passage, as a support tool sends one.
 fn uk_passage(doc_id: &str, title: &str, section: &str, text: &str) -> rudder_proto::v1::Passage {

@@ -97,6 +97,10 @@ pub struct ServerConfig {
     pub services: Vec<ServiceRole>,
     /// Address of the Prometheus endpoint (`GET /metrics`, plain HTTP); empty: no endpoint.
     pub metrics_listen: String,
+    /// PEM certificate chain for TLS on `listen`; empty (with `tls_key_file`): plaintext.
+    pub tls_cert_file: String,
+    /// PEM private key of that certificate.
+    pub tls_key_file: String,
 }
 
 /// A service a process may serve; split deployments run one (or two) per process.

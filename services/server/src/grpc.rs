@@ -28,7 +28,7 @@ use rudder_proto::v1::{
 };
 use rudder_retrieval::{RemoteRetrieval, RetrievalServiceImpl, Retriever};
 use rudder_store::{EdgeStore, QdrantOptions, QdrantStore};
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::Path, time::Duration};
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::transport::{Server, server::TcpIncoming};
 use tonic_health::{ServingStatus, server::HealthReporter};
@@ -139,6 +139,13 @@ impl RunningServer {
             served.extend(["rudder.v1.GenerationService", "rudder.v1.PromptService"]);
             watcher = watching;
         }
+        let tls = match (config.server.tls_cert_file.trim(), config.server.tls_key_file.trim()) {
+            ("", "") => None,
+            ("", _) | (_, "") => {
+                anyhow::bail!("set both server.tls_cert_file and server.tls_key_file, or neither")
+            }
+            (cert, key) => Some(crate::tls::server_config(Path::new(cert), Path::new(key))?),
+        };
         let listener = TcpListener::bind(config.server.listen).await.map_err(|err| {
             anyhow::anyhow!("cannot listen on {} (server.listen): {err}", config.server.listen)
         })?;
@@ -152,13 +159,22 @@ impl RunningServer {
         }
 
         let (stop, stopped) = oneshot::channel::<()>();
+        // A dropped sender means the owner is gone: stop as well.
+        let stopped = async {
+            let _ = stopped.await;
+        };
         let serving =
-            // TCP_NODELAY: small gRPC responses must not wait for the peer's delayed ACK (~40 ms).
-            tokio::spawn(router.serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), async {
-                // A dropped sender means the owner is gone: stop as well.
-                let _ = stopped.await;
-            }));
-        tracing::info!(%addr, services = ?roles, data_dir = %config.server.data_dir.display(), "rudder listening on {addr}");
+            match tls {
+                Some(tls) => tokio::spawn(
+                    router.serve_with_incoming_shutdown(crate::tls::incoming(listener, tls), stopped),
+                ),
+                // TCP_NODELAY: small gRPC responses must not wait for the peer's delayed ACK (~40 ms).
+                None => tokio::spawn(router.serve_with_incoming_shutdown(
+                    TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    stopped,
+                )),
+            };
+        tracing::info!(%addr, services = ?roles, tls = !config.server.tls_cert_file.trim().is_empty(), data_dir = %config.server.data_dir.display(), "rudder listening on {addr}");
         Ok(Self {
             addr,
             health,

@@ -20,6 +20,7 @@ pub mod preflight;
 pub mod progress;
 pub mod prompts_cmd;
 pub mod status;
+pub mod tls;
 pub mod wire_status;
 
 pub use grpc::RunningServer;

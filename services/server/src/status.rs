@@ -1,7 +1,9 @@
 //! `rudder status`: what a running server says about itself, asked the way any gRPC client would —
 //! `grpc.health.v1` per service and server reflection's service list.
 
-use tonic::transport::Channel;
+use std::path::Path;
+
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
@@ -14,10 +16,34 @@ pub struct ServiceHealth {
     pub status: ServingStatus,
 }
 
-/// Connects to `url` (e.g. `http://127.0.0.1:50051`), failing with the URL in the message.
+/// Connects to `url` (e.g. `http://127.0.0.1:50051`, or `https://...` trusting the CA in
+/// `RUDDER_TLS_CA_FILE`), failing with the URL in the message.
 pub async fn connect(url: &str) -> anyhow::Result<Channel> {
-    let endpoint = Channel::from_shared(url.to_owned())
+    let ca = match std::env::var_os(TLS_CA_ENV) {
+        Some(path) if url.starts_with("https://") => Some(std::fs::read(&path).map_err(|err| {
+            anyhow::anyhow!("cannot read {} ({TLS_CA_ENV}): {err}", Path::new(&path).display())
+        })?),
+        _ => None,
+    };
+    connect_trusting(url, ca).await
+}
+
+/// The CA (PEM file) client commands trust for an `https://` server URL.
+pub const TLS_CA_ENV: &str = "RUDDER_TLS_CA_FILE";
+
+/// A channel to `url`; for `https://`, trusting only the CA certificate(s) in `ca_pem`.
+pub async fn connect_trusting(url: &str, ca_pem: Option<Vec<u8>>) -> anyhow::Result<Channel> {
+    let mut endpoint = Channel::from_shared(url.to_owned())
         .map_err(|err| anyhow::anyhow!("invalid server URL {url:?}: {err}"))?;
+    if url.starts_with("https://") {
+        let ca = ca_pem.ok_or_else(|| {
+            anyhow::anyhow!(
+                "{url} is https: set {TLS_CA_ENV} to the PEM file of the CA that signed its certificate"
+            )
+        })?;
+        let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca));
+        endpoint = endpoint.tls_config(tls).map_err(|err| anyhow::anyhow!("TLS for {url}: {err}"))?;
+    }
     endpoint.connect().await.map_err(|err| anyhow::anyhow!("cannot reach rudder at {url}: {err}"))
 }
 
