@@ -69,3 +69,69 @@ async fn a_key_that_does_not_match_its_certificate_fails_the_start_naming_both_f
     assert!(err.contains("server.pem") && err.contains("server.key"), "{err}");
     Ok(())
 }
+
+/// mTLS: a client certificate signed by `server.tls_client_ca_file`'s CA and added to the key file
+/// is that principal, held to its role and regions; a client with no certificate and no key is
+/// UNAUTHENTICATED, and one with an API key still gets in.
+#[tokio::test]
+async fn a_client_certificate_in_the_key_file_stands_in_for_a_key() -> anyhow::Result<()> {
+    use rudder_core::access::Role;
+    use rudder_proto::v1::{
+        GetAuditLogRequest, RetrieveRequest, prompt_service_client::PromptServiceClient,
+        retrieval_service_client::RetrievalServiceClient,
+    };
+    use tonic::{
+        Code,
+        transport::{Certificate, Channel, ClientTlsConfig, Identity},
+    };
+
+    let dir = tempfile::tempdir()?;
+    let (cert, key, client_ca, keys_path) = (
+        dir.path().join("server.pem"),
+        dir.path().join("server.key"),
+        dir.path().join("client-ca.pem"),
+        dir.path().join("keys.toml"),
+    );
+    std::fs::write(&cert, fixture("server1.pem")?)?;
+    std::fs::write(&key, fixture("server1.key")?)?;
+    std::fs::write(&client_ca, fixture("client-ca.pem")?)?;
+    let mut keys = rudder_server::auth::KeyFile::default();
+    keys.add_certificate("agent-uk", Role::Agent, &["uk".into()], &[], &fixture("agent-uk.pem")?)?;
+    let auditor = keys.create("auditor", Role::Auditor, &[], &[])?;
+    keys.write(&keys_path)?;
+    let server = TestServer::start_with(|c| {
+        c.server.tls_cert_file = cert.display().to_string();
+        c.server.tls_key_file = key.display().to_string();
+        c.server.tls_client_ca_file = client_ca.display().to_string();
+        c.auth.keys_file = keys_path.display().to_string();
+    })
+    .await?;
+    let https = format!("https://localhost:{}", server.server.addr().port());
+    let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(fixture("ca1.pem")?));
+    let with_certificate = Channel::from_shared(https.clone())?
+        .tls_config(
+            tls.clone().identity(Identity::from_pem(fixture("agent-uk.pem")?, fixture("agent-uk.key")?)),
+        )?
+        .connect()
+        .await?;
+    let without = Channel::from_shared(https)?.tls_config(tls)?.connect().await?;
+
+    let ask = |region: &str| RetrieveRequest {
+        query: "refunds".into(),
+        region: region.into(),
+        ..Default::default()
+    };
+    let mut retrieval = RetrievalServiceClient::new(with_certificate.clone());
+    retrieval.retrieve(ask("uk")).await?;
+    let elsewhere = retrieval.retrieve(ask("us")).await.unwrap_err();
+    assert_eq!(elsewhere.code(), Code::PermissionDenied, "the certificate's regions: {elsewhere:?}");
+    let audit = PromptServiceClient::new(with_certificate).get_audit_log(GetAuditLogRequest::default()).await;
+    assert_eq!(audit.unwrap_err().code(), Code::PermissionDenied, "an agent's role");
+
+    let anonymous = RetrievalServiceClient::new(without.clone()).retrieve(ask("uk")).await.unwrap_err();
+    assert_eq!(anonymous.code(), Code::Unauthenticated, "{anonymous:?}");
+    let mut request = tonic::Request::new(GetAuditLogRequest::default());
+    request.metadata_mut().insert("authorization", format!("Bearer {auditor}").parse()?);
+    PromptServiceClient::new(without).get_audit_log(request).await?;
+    server.server.shutdown().await
+}

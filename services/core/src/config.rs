@@ -101,6 +101,9 @@ pub struct ServerConfig {
     pub tls_cert_file: String,
     /// PEM private key of that certificate.
     pub tls_key_file: String,
+    /// PEM CA certificates whose client certificates are accepted as identities (mTLS; see the
+    /// key file's `[[certificate]]` entries); empty: none.
+    pub tls_client_ca_file: String,
 }
 
 /// A service a process may serve; split deployments run one (or two) per process.

@@ -144,7 +144,10 @@ impl RunningServer {
             ("", _) | (_, "") => {
                 anyhow::bail!("set both server.tls_cert_file and server.tls_key_file, or neither")
             }
-            (cert, key) => Some(crate::tls::server_config(Path::new(cert), Path::new(key))?),
+            (cert, key) => {
+                let client_ca = Some(config.server.tls_client_ca_file.trim()).filter(|p| !p.is_empty());
+                Some(crate::tls::server_config(Path::new(cert), Path::new(key), client_ca.map(Path::new))?)
+            }
         };
         let listener = TcpListener::bind(config.server.listen).await.map_err(|err| {
             anyhow::anyhow!("cannot listen on {} (server.listen): {err}", config.server.listen)

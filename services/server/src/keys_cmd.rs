@@ -1,4 +1,4 @@
-//! `rudder keys create | list | limit | revoke`: the API keys of `auth.keys_file` (or `--file`). A created
+//! `rudder keys create | add-certificate | list | limit | revoke`: the API keys of `auth.keys_file` (or `--file`). A created
 //! key is printed once; the file keeps its hash. A running server picks changes up within a second.
 
 use std::path::PathBuf;
@@ -41,6 +41,27 @@ pub enum KeysCommand {
         /// Back to the server's auth.requests_per_minute.
         #[arg(long)]
         server_default: bool,
+    },
+    /// Let a client certificate (mTLS, server.tls_client_ca_file) stand in for a key: it is
+    /// recognised by its SHA-256, so a renewed certificate is added again.
+    AddCertificate {
+        #[command(flatten)]
+        file: KeysFile,
+        /// Its public name: what the audit log records.
+        #[arg(long)]
+        id: String,
+        /// agent, editor, prompt-owner, auditor or admin.
+        #[arg(long)]
+        role: String,
+        /// A region it may touch (repeatable; none: all).
+        #[arg(long = "region")]
+        regions: Vec<String>,
+        /// A brand it may touch (repeatable; none: all).
+        #[arg(long = "brand")]
+        brands: Vec<String>,
+        /// The client certificate (PEM).
+        #[arg(long)]
+        pem: PathBuf,
     },
     /// List the keys (ids, roles, scopes, revoked or not; never a key).
     List {
@@ -93,15 +114,27 @@ pub fn run(command: &KeysCommand) -> anyhow::Result<()> {
             eprintln!("key {id:?} ({}) added to {}; it is shown once:", role.as_str(), path.display());
             println!("{key}");
         }
+        KeysCommand::AddCertificate { file, id, role, regions, brands, pem } => {
+            let role = Role::parse(role).ok_or_else(|| {
+                anyhow::anyhow!("--role {role:?}: agent, editor, prompt-owner, auditor or admin")
+            })?;
+            let bytes =
+                std::fs::read(pem).map_err(|err| anyhow::anyhow!("cannot read {}: {err}", pem.display()))?;
+            let path = file.path()?;
+            let mut keys = KeyFile::read(&path)?;
+            keys.add_certificate(id, role, regions, brands, &bytes)
+                .map_err(|err| anyhow::anyhow!("{}: {err}", pem.display()))?;
+            keys.write(&path)?;
+            eprintln!("certificate {id:?} ({}) added to {}", role.as_str(), path.display());
+        }
         KeysCommand::List { file } => {
             let keys = KeyFile::read(&file.path()?)?;
             println!(
                 "{:<24} {:<13} {:<16} {:<16} {:<10} state",
                 "id", "role", "regions", "brands", "per min"
             );
+            let scope = |items: &[String]| if items.is_empty() { "all".to_owned() } else { items.join(",") };
             for key in &keys.keys {
-                let scope =
-                    |items: &[String]| if items.is_empty() { "all".to_owned() } else { items.join(",") };
                 let per_minute = match key.requests_per_minute {
                     Some(0) => "unlimited".to_owned(),
                     Some(n) => n.to_string(),
@@ -115,6 +148,17 @@ pub fn run(command: &KeysCommand) -> anyhow::Result<()> {
                     scope(&key.brands),
                     per_minute,
                     if key.revoked { "revoked" } else { "active" }
+                );
+            }
+            for certificate in &keys.certificates {
+                println!(
+                    "{:<24} {:<13} {:<16} {:<16} {:<10} {} (client certificate)",
+                    certificate.id,
+                    certificate.role.as_str(),
+                    scope(&certificate.regions),
+                    scope(&certificate.brands),
+                    certificate.requests_per_minute.map_or("default".to_owned(), |n| n.to_string()),
+                    if certificate.revoked { "revoked" } else { "active" }
                 );
             }
         }

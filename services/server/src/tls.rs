@@ -3,7 +3,9 @@
 //! second of either file changing, so a renewed certificate is served without a restart (a pair
 //! that does not load keeps the one already served, with a warning). Each handshake runs in its own
 //! task under a deadline, so a client that stalls mid-handshake holds nothing but its own socket.
-//! gRPC needs HTTP/2, negotiated by ALPN.
+//! gRPC needs HTTP/2, negotiated by ALPN. With `server.tls_client_ca_file`, a client may present a
+//! certificate signed by one of those CAs instead of an API key (mTLS); the key file maps the
+//! certificate to its principal (`auth::keys`). A client without one still connects, and needs a key.
 
 use std::{
     path::{Path, PathBuf},
@@ -20,7 +22,7 @@ use tokio_rustls::{
     TlsAcceptor,
     rustls::{
         self, ServerConfig,
-        server::{ClientHello, ResolvesServerCert},
+        server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier},
         sign::CertifiedKey,
     },
     server::TlsStream,
@@ -35,13 +37,33 @@ const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
 
 /// The rustls configuration of the listener, serving the pair at `cert`/`key` (loaded now: a missing
 /// or unreadable file fails the start, naming it).
-pub fn server_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<ServerConfig>> {
+/// `client_ca`: the CAs whose client certificates are verified (None: no client certificates).
+pub fn server_config(cert: &Path, key: &Path, client_ca: Option<&Path>) -> anyhow::Result<Arc<ServerConfig>> {
     let resolver = ReloadingCert::open(cert, key)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(resolver));
+    let builder =
+        ServerConfig::builder_with_provider(Arc::clone(&provider)).with_safe_default_protocol_versions()?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            let certs = CertificateDer::pem_file_iter(path)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|err| anyhow::anyhow!("{} (server.tls_client_ca_file): {err}", path.display()))?;
+            let (added, _) = roots.add_parsable_certificates(certs);
+            anyhow::ensure!(
+                added > 0,
+                "{} (server.tls_client_ca_file) holds no CA certificate",
+                path.display()
+            );
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .allow_unauthenticated()
+                .build()
+                .map_err(|err| anyhow::anyhow!("{} (server.tls_client_ca_file): {err}", path.display()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(resolver));
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(config))
 }

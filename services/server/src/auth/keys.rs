@@ -40,11 +40,34 @@ pub struct KeyEntry {
     pub created_at: String,
 }
 
+/// A client certificate that stands in for a key (mTLS, `server.tls_client_ca_file`): the principal
+/// it is, found by the SHA-256 of the certificate (DER), so a renewed certificate is added anew.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateEntry {
+    pub id: String,
+    /// Lower-case hex SHA-256 of the certificate's DER bytes.
+    pub sha256: String,
+    pub role: Role,
+    #[serde(default)]
+    pub regions: Vec<String>,
+    #[serde(default)]
+    pub brands: Vec<String>,
+    #[serde(default)]
+    pub revoked: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<u32>,
+    #[serde(default)]
+    pub created_at: String,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyFile {
     #[serde(default, rename = "key")]
     pub keys: Vec<KeyEntry>,
+    #[serde(default, rename = "certificate", skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<CertificateEntry>,
 }
 
 const PREFIX: &str = "rudder_";
@@ -89,8 +112,8 @@ impl KeyFile {
             "--id {id:?}: letters, digits and '-' only"
         );
         anyhow::ensure!(
-            !self.keys.iter().any(|k| k.id == id),
-            "a key with id {id:?} exists; revoke it or pick another id"
+            !self.keys.iter().any(|k| k.id == id) && !self.certificates.iter().any(|c| c.id == id),
+            "a key or certificate with id {id:?} exists; revoke it or pick another id"
         );
         let mut secret = [0u8; 24];
         rand::rng().fill_bytes(&mut secret);
@@ -108,9 +131,66 @@ impl KeyFile {
         Ok(key)
     }
 
+    /// Adds the client certificate in `pem` (its first certificate) as principal `id`.
+    pub fn add_certificate(
+        &mut self,
+        id: &str,
+        role: Role,
+        regions: &[String],
+        brands: &[String],
+        pem: &[u8],
+    ) -> anyhow::Result<()> {
+        use rustls_pki_types::{CertificateDer, pem::PemObject};
+        let id = id.trim();
+        anyhow::ensure!(
+            !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
+            "--id {id:?}: letters, digits and '-' only"
+        );
+        anyhow::ensure!(
+            !self.keys.iter().any(|k| k.id == id) && !self.certificates.iter().any(|c| c.id == id),
+            "a key or certificate with id {id:?} exists; revoke it or pick another id"
+        );
+        let der = CertificateDer::from_pem_slice(pem)
+            .map_err(|err| anyhow::anyhow!("not a PEM certificate: {err}"))?;
+        self.certificates.push(CertificateEntry {
+            id: id.to_owned(),
+            sha256: hex::encode(Sha256::digest(der.as_ref())),
+            role,
+            regions: normalised(regions),
+            brands: normalised(brands),
+            revoked: false,
+            requests_per_minute: None,
+            created_at: rudder_core::time::now_rfc3339(),
+        });
+        Ok(())
+    }
+
     pub fn revoke(&mut self, id: &str) -> anyhow::Result<()> {
+        if let Some(certificate) = self.certificates.iter_mut().find(|c| c.id == id) {
+            certificate.revoked = true;
+            return Ok(());
+        }
         self.entry(id)?.revoked = true;
         Ok(())
+    }
+
+    /// Who a verified client certificate (DER) is, or why it is not anyone.
+    pub fn authenticate_certificate(&self, der: &[u8]) -> Result<Authenticated, String> {
+        let digest = hex::encode(Sha256::digest(der));
+        let entry =
+            self.certificates.iter().find(|c| same(c.sha256.as_bytes(), digest.as_bytes())).ok_or_else(
+                || "the client certificate is not in the key file (rudder keys add-certificate)".to_owned(),
+            )?;
+        if entry.revoked {
+            return Err(format!("certificate {:?} is revoked", entry.id));
+        }
+        let principal = Principal {
+            id: entry.id.clone(),
+            role: entry.role,
+            regions: entry.regions.clone(),
+            brands: entry.brands.clone(),
+        };
+        Ok(Authenticated { principal, requests_per_minute: entry.requests_per_minute })
     }
 
     /// Sets the calls per minute key `id` may make (None: the server's default; 0: unlimited).
@@ -190,6 +270,13 @@ impl KeyStore {
     pub fn authenticate(&self, key: &str) -> Result<Authenticated, String> {
         match self.current.read() {
             Ok(current) => current.0.authenticate(key),
+            Err(_) => Err("the key store is unavailable".to_owned()),
+        }
+    }
+
+    pub fn authenticate_certificate(&self, der: &[u8]) -> Result<Authenticated, String> {
+        match self.current.read() {
+            Ok(current) => current.0.authenticate_certificate(der),
             Err(_) => Err("the key store is unavailable".to_owned()),
         }
     }

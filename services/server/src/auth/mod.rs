@@ -18,7 +18,10 @@ use std::{
 };
 
 use rudder_core::access::{Principal, Role};
-use tonic::Status;
+use tonic::{
+    Status,
+    transport::server::{TcpConnectInfo, TlsConnectInfo},
+};
 
 pub use keys::{Authenticated, KeyFile, KeyStore};
 pub use limits::RateLimiter;
@@ -75,8 +78,14 @@ impl AuthLayer {
         Self { keys, open_health, limiter: RateLimiter::default(), default_per_minute }
     }
 
-    /// Who `headers` authenticate for `method`, or the status that refuses them.
-    fn decide(&self, method: &str, headers: &http::HeaderMap) -> Result<Principal, Status> {
+    /// Who `headers` (an API key) or the connection's client certificate (mTLS) authenticate for
+    /// `method`, or the status that refuses them. A key, when sent, decides.
+    fn decide(
+        &self,
+        method: &str,
+        headers: &http::HeaderMap,
+        client_certificate: Option<&[u8]>,
+    ) -> Result<Principal, Status> {
         let Some(keys) = &self.keys else { return Ok(Principal::local()) };
         if self.open_health && is_open(method) {
             return Ok(Principal {
@@ -90,15 +99,16 @@ impl AuthLayer {
             .get(http::header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Bearer "))
-            .map(str::trim)
-            .ok_or_else(|| {
-                Status::unauthenticated("send an API key: authorization: Bearer rudder_<id>_<secret>")
-            })?;
-        let Authenticated { principal, requests_per_minute } =
-            keys.authenticate(presented).map_err(|reason| {
-                tracing::warn!(target: "audit", %method, %reason, "request refused: not authenticated");
-                Status::unauthenticated(reason)
-            })?;
+            .map(str::trim);
+        let authenticated = match (presented, client_certificate) {
+            (Some(key), _) => keys.authenticate(key),
+            (None, Some(certificate)) => keys.authenticate_certificate(certificate),
+            (None, None) => Err("send an API key: authorization: Bearer rudder_<id>_<secret>".to_owned()),
+        };
+        let Authenticated { principal, requests_per_minute } = authenticated.map_err(|reason| {
+            tracing::warn!(target: "audit", %method, %reason, "request refused: not authenticated");
+            Status::unauthenticated(reason)
+        })?;
         if !may_call(principal.role, method) {
             tracing::warn!(target: "audit", key = %principal.id, role = principal.role.as_str(), %method, "request refused: role");
             return Err(Status::permission_denied(format!(
@@ -150,7 +160,12 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        match self.layer.decide(request.uri().path(), request.headers()) {
+        let certificate = request
+            .extensions()
+            .get::<TlsConnectInfo<TcpConnectInfo>>()
+            .and_then(TlsConnectInfo::peer_certs)
+            .and_then(|chain| chain.first().map(|leaf| leaf.as_ref().to_vec()));
+        match self.layer.decide(request.uri().path(), request.headers(), certificate.as_deref()) {
             Ok(principal) => {
                 request.extensions_mut().insert(principal);
                 // The ready service answers this call; a fresh clone waits for the next one.
