@@ -107,7 +107,7 @@ pub fn delete(store: &dyn VectorStore, doc_id: &str) -> Result<u64, IngestError>
 }
 
 fn describe(store: &dyn VectorStore, summary: DocumentSummary) -> Result<StoredDocument, IngestError> {
-    let DocumentSummary { doc_id, title, regions, versions } = summary;
+    let DocumentSummary { doc_id, title, regions, brands: _, versions } = summary;
     let shown = versions.iter().find(|v| v.current).or_else(|| versions.last());
     let first = match shown {
         Some(version) => store.document_chunks(&doc_id, &version.version)?.into_iter().next(),

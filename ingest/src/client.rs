@@ -8,7 +8,7 @@
 use crate::{
     loaders::{self, MediaType},
     metadata::PartialMetadata,
-    pipeline::SourceDocument,
+    pipeline::{SourceDocument, WriteScope},
 };
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use rudder_proto::v1::{
@@ -227,7 +227,7 @@ pub fn read_named(file: &DocumentFile, flags: &PartialMetadata) -> Result<Source
         sidecar: None,
         expected_sha256: Some(hex::encode(Sha256::digest(&content))),
         content,
-        writable_regions: None,
+        scope: WriteScope::default(),
     })
 }
 
@@ -245,15 +245,8 @@ pub fn sidecar_path(path: &Path) -> Option<PathBuf> {
 /// pieces, end (with the content's sha256).
 pub fn document_messages(document: SourceDocument) -> Vec<IngestRequest> {
     // The scope is the server's to apply, from the key the upload is sent with.
-    let SourceDocument {
-        file_name,
-        media_type,
-        metadata,
-        sidecar,
-        content,
-        expected_sha256,
-        writable_regions: _,
-    } = document;
+    let SourceDocument { file_name, media_type, metadata, sidecar, content, expected_sha256, scope: _ } =
+        document;
     let metadata = metadata.or(sidecar.unwrap_or_default());
     let PartialMetadata { doc_id, title, source, regions, brand, language, version, tags } = metadata;
     let start = DocumentStart {

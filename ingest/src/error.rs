@@ -16,6 +16,9 @@ pub enum IngestError {
     /// The uploader's key may not write a region the document names.
     #[error("metadata.regions: this key may not write region {region:?}; it may write {}", allowed.join(", "))]
     OutOfScope { region: String, allowed: Vec<String> },
+    /// The uploader's key may not write the document's brand (or a document without one).
+    #[error("metadata.brand: this key may not write brand {brand}; it may write {}", allowed.join(", "))]
+    BrandOutOfScope { brand: String, allowed: Vec<String> },
     /// The stored state forbids this write (a version label reused for different content).
     #[error("{0}")]
     Conflict(String),
@@ -49,7 +52,9 @@ impl From<IngestError> for ServiceError {
             IngestError::UnknownRegion { region, known } => {
                 ServiceError::NotFound { what: "region (metadata.regions)", name: region, known }
             }
-            err @ IngestError::OutOfScope { .. } => ServiceError::PermissionDenied(err.to_string()),
+            err @ (IngestError::OutOfScope { .. } | IngestError::BrandOutOfScope { .. }) => {
+                ServiceError::PermissionDenied(err.to_string())
+            }
             err @ IngestError::Conflict(_) => ServiceError::FailedPrecondition(err.to_string()),
             IngestError::NotFound { doc_id } => {
                 ServiceError::NotFound { what: "document", name: doc_id, known: Vec::new() }

@@ -83,8 +83,46 @@ pub struct SourceDocument {
     pub content: Vec<u8>,
     /// Lower-case hex sha256 the content must have, when the client sent one.
     pub expected_sha256: Option<String>,
-    /// The regions the uploader may write (its API key's scope); None: any region the server knows.
-    pub writable_regions: Option<Vec<String>>,
+    /// What the uploader may write (its API key's scope).
+    pub scope: WriteScope,
+}
+
+/// The regions and brands an uploader's key may write; None: any. A brand-scoped key may not write
+/// a document without a brand: such a document serves every brand.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteScope {
+    pub regions: Option<Vec<String>>,
+    pub brands: Option<Vec<String>>,
+}
+
+impl WriteScope {
+    /// The scope of `who`'s key (a key with no regions or brands: any).
+    pub fn of(who: &rudder_core::access::Principal) -> Self {
+        let some = |items: &Vec<String>| (!items.is_empty()).then(|| items.clone());
+        Self { regions: some(&who.regions), brands: some(&who.brands) }
+    }
+
+    /// Whether a document of `regions` and `brand` is within the scope.
+    pub fn check<'a>(
+        &self,
+        mut regions: impl Iterator<Item = &'a String>,
+        brand: Option<&str>,
+    ) -> Result<(), IngestError> {
+        if let Some(allowed) = &self.regions
+            && let Some(region) = regions.find(|region| !allowed.contains(region))
+        {
+            return Err(IngestError::OutOfScope { region: region.clone(), allowed: allowed.clone() });
+        }
+        if let Some(allowed) = &self.brands
+            && !brand.is_some_and(|brand| allowed.iter().any(|a| a == brand))
+        {
+            return Err(IngestError::BrandOutOfScope {
+                brand: brand.map_or_else(|| "none (every brand)".to_owned(), |b| format!("{b:?}")),
+                allowed: allowed.clone(),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// What happened to a document that did not fail.
@@ -560,15 +598,8 @@ pub(crate) fn prepare(
     document: SourceDocument,
     doc_id_out: &mut String,
 ) -> Result<Prepared, IngestError> {
-    let SourceDocument {
-        file_name,
-        media_type,
-        metadata,
-        sidecar,
-        content,
-        expected_sha256,
-        writable_regions,
-    } = document;
+    let SourceDocument { file_name, media_type, metadata, sidecar, content, expected_sha256, scope } =
+        document;
     let limit = options.limits.max_document_bytes;
     if content.len() as u64 > limit {
         return Err(IngestError::invalid(
@@ -603,11 +634,7 @@ pub(crate) fn prepare(
         },
     )?;
     doc_id_out.clone_from(&meta.doc_id);
-    if let Some(allowed) = writable_regions
-        && let Some(region) = meta.regions.iter().find(|region| !allowed.contains(region))
-    {
-        return Err(IngestError::OutOfScope { region: region.clone(), allowed });
-    }
+    scope.check(meta.regions.iter(), meta.brand.as_deref())?;
     Ok(Prepared { loaded, meta, content_sha256 })
 }
 

@@ -9,7 +9,7 @@
 use crate::{
     catalog::{self, ListQuery, StoredDocument},
     error::IngestError,
-    pipeline::{DocumentReport, IngestOptions, Outcome, Pipeline, Run, Staged},
+    pipeline::{DocumentReport, IngestOptions, Outcome, Pipeline, Run, Staged, WriteScope},
     upload::{self, Finished, OpenDocument, Sidecars},
 };
 use rudder_core::{Embedder, ServiceError, VectorStore, store::ChunkPayload};
@@ -120,8 +120,8 @@ impl WriteBehind {
 /// behind the stream.
 #[derive(Debug, Default)]
 struct Upload {
-    /// The regions the uploader's key may write (None: any).
-    writable_regions: Option<Vec<String>>,
+    /// What the uploader's key may write.
+    scope: WriteScope,
     run: Arc<Run>,
     open: Option<OpenDocument>,
     sidecars: Sidecars,
@@ -339,7 +339,7 @@ impl IngestServiceImpl {
                         Finished::Sidecar => continue,
                         Finished::Failed(report) => report,
                         Finished::Document(mut source) => {
-                            source.writable_regions.clone_from(&upload.writable_regions);
+                            source.scope.clone_from(&upload.scope);
                             let file_name = source.file_name.clone();
                             let run = Arc::clone(&upload.run);
                             match self.blocking(move |pipeline| Ok(pipeline.stage(*source, &run))).await {
@@ -386,10 +386,7 @@ impl IngestService for IngestServiceImpl {
         let started = Instant::now();
         let who = rudder_proto::convert::principal(&request);
         let mut stream = request.into_inner();
-        let mut upload = Upload {
-            writable_regions: (!who.regions.is_empty()).then(|| who.regions.clone()),
-            ..Upload::default()
-        };
+        let mut upload = Upload { scope: WriteScope::of(&who), ..Upload::default() };
         if let Err(failure) = self.receive(&mut stream, &mut upload).await {
             // Documents already stored stay stored: the client learns which, with the failure.
             if let Some(previous) = upload.writes.settle().await {
@@ -422,15 +419,20 @@ impl IngestService for IngestServiceImpl {
         let doc_id = required_doc_id(&doc_id)?;
         let deleted = self
             .blocking(move |pipeline| {
-                // A scoped key deletes only documents all of whose regions it may write.
-                if !who.regions.is_empty()
+                // A scoped key deletes only documents it may write.
+                let scope = WriteScope::of(&who);
+                if scope != WriteScope::default()
                     && let Some(stored) = pipeline.store().document_summary(&doc_id)?
-                    && let Some(region) = stored.regions.iter().find(|r| !who.regions.contains(r))
                 {
-                    return Err(IngestError::OutOfScope {
-                        region: region.clone(),
-                        allowed: who.regions.clone(),
-                    });
+                    // Every brand it names, or none: a brand-neutral document serves every brand.
+                    let mut brands: Vec<Option<&str>> =
+                        stored.brands.iter().map(|b| Some(b.as_str())).collect();
+                    if brands.is_empty() {
+                        brands.push(None);
+                    }
+                    for brand in brands {
+                        scope.check(stored.regions.iter(), brand)?;
+                    }
                 }
                 pipeline.delete_document(&doc_id)
             })

@@ -6,7 +6,7 @@
 use crate::{
     client::SIDECAR_SUFFIX,
     metadata::PartialMetadata,
-    pipeline::{DocumentReport, SourceDocument},
+    pipeline::{DocumentReport, SourceDocument, WriteScope},
 };
 use rudder_core::ServiceError;
 use rudder_proto::v1::{self as pb, DocumentEnd, DocumentStart};
@@ -78,7 +78,7 @@ impl OpenDocument {
             sidecar,
             content: self.content,
             expected_sha256: Some(sha256).filter(|s| !s.trim().is_empty()),
-            writable_regions: None,
+            scope: WriteScope::default(),
         })
     }
 }

@@ -186,7 +186,7 @@ async fn generation_calls_a_retrieval_that_checks_keys_with_its_own_key() -> any
 
 /// An editor scoped to uk writes, deletes and reads uk documents only.
 #[tokio::test]
-async fn an_editor_is_held_to_its_regions() -> anyhow::Result<()> {
+async fn an_editor_is_held_to_its_regions_and_brands() -> anyhow::Result<()> {
     use rudder_proto::v1::{
         DeleteDocumentRequest, GetDocumentRequest, ListDocumentsRequest, ingest_request::Message,
         ingest_service_client::IngestServiceClient,
@@ -195,15 +195,17 @@ async fn an_editor_is_held_to_its_regions() -> anyhow::Result<()> {
     let path = dir.path().join("keys.toml");
     let mut keys = KeyFile::default();
     let editor = keys.create("editor-uk", Role::Editor, &["uk".into()], &[])?;
+    let brand_editor = keys.create("editor-summit", Role::Editor, &[], &["summitpeak".into()])?;
     let admin = keys.create("admin", Role::Admin, &[], &[])?;
     keys.write(&path)?;
     let server = TestServer::start_with(|c| c.auth.keys_file = path.display().to_string()).await?;
     let mut ingest = IngestServiceClient::new(server.channel().await?);
-    let upload = |doc_id: &str, region: &str| {
+    let branded = |doc_id: &str, region: &str, brand: &str| {
         let start = v1::DocumentStart {
             metadata: Some(v1::DocumentMetadata {
                 doc_id: doc_id.into(),
                 regions: vec![region.into()],
+                brand: brand.into(),
                 ..Default::default()
             }),
             file_name: format!("{doc_id}.md"),
@@ -220,6 +222,7 @@ async fn an_editor_is_held_to_its_regions() -> anyhow::Result<()> {
         ];
         tokio_stream::iter(messages)
     };
+    let upload = |doc_id: &str, region: &str| branded(doc_id, region, "");
     let mine = ingest.ingest(with_key(upload("refunds-uk", "uk"), &editor)).await?.into_inner();
     assert_eq!(mine.results[0].outcome, v1::IngestOutcome::Ingested as i32, "{mine:?}");
     let theirs = ingest.ingest(with_key(upload("refunds-us", "us"), &editor)).await?.into_inner();
@@ -244,6 +247,28 @@ async fn an_editor_is_held_to_its_regions() -> anyhow::Result<()> {
         ingest.list_documents(with_key(us, &editor)).await.unwrap_err().code(),
         Code::PermissionDenied
     );
+
+    // A brand-scoped editor writes its brand's documents only: not another brand's, and not a
+    // brand-neutral one (which serves every brand); it deletes none of those either.
+    let outcome =
+        async |ingest: &mut IngestServiceClient<_>, doc: &str, brand: &str| -> anyhow::Result<(i32, i32)> {
+            let response =
+                ingest.ingest(with_key(branded(doc, "uk", brand), &brand_editor)).await?.into_inner();
+            Ok((response.results[0].outcome, response.results[0].error_code))
+        };
+    let ingested = (v1::IngestOutcome::Ingested as i32, 0);
+    let denied = (v1::IngestOutcome::Failed as i32, Code::PermissionDenied as i32);
+    assert_eq!(outcome(&mut ingest, "faq-summit", "summitpeak").await?, ingested);
+    assert_eq!(outcome(&mut ingest, "faq-northwind", "northwind").await?, denied);
+    assert_eq!(outcome(&mut ingest, "faq-neutral", "").await?, denied);
+    let neutral = DeleteDocumentRequest { doc_id: "refunds-uk".into() };
+    assert_eq!(
+        ingest.delete_document(with_key(neutral, &brand_editor)).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
+    ingest
+        .delete_document(with_key(DeleteDocumentRequest { doc_id: "faq-summit".into() }, &brand_editor))
+        .await?;
     server.server.shutdown().await
 }
 

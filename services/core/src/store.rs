@@ -171,6 +171,8 @@ pub struct DocumentSummary {
     pub title: String,
     /// Every region any stored version names.
     pub regions: BTreeSet<String>,
+    /// Every brand any stored version names; empty: brand-neutral (serves every brand).
+    pub brands: BTreeSet<String>,
     /// Sorted by version string.
     pub versions: Vec<VersionSummary>,
 }

@@ -57,11 +57,12 @@ pub(crate) const KEYWORD_INDEXES: [&str; 5] =
     [fields::REGIONS, fields::BRAND, fields::DOC_ID, fields::VERSION, fields::TAGS];
 
 /// The payload fields [`DocumentList`] reads: what listing documents asks the engine for.
-pub(crate) const LISTED_FIELDS: [&str; 6] = [
+pub(crate) const LISTED_FIELDS: [&str; 7] = [
     fields::DOC_ID,
     fields::VERSION,
     fields::TITLE,
     fields::REGIONS,
+    fields::BRAND,
     fields::CONTENT_SHA256,
     fields::CURRENT,
 ];
@@ -185,6 +186,7 @@ pub(crate) struct DocumentList {
 struct Doc {
     title: String,
     regions: BTreeSet<String>,
+    brands: BTreeSet<String>,
     versions: BTreeMap<String, VersionSummary>,
 }
 
@@ -205,6 +207,9 @@ impl DocumentList {
         if let Some(Value::Array(regions)) = payload.get(fields::REGIONS) {
             doc.regions.extend(regions.iter().filter_map(Value::as_str).map(str::to_owned));
         }
+        if let Some(brand) = string_field(payload, fields::BRAND).filter(|b| !b.is_empty()) {
+            doc.brands.insert(brand.to_owned());
+        }
         let entry = doc.versions.entry(version.to_owned()).or_insert_with(|| VersionSummary {
             version: version.to_owned(),
             chunks: 0,
@@ -223,6 +228,7 @@ impl DocumentList {
                 doc_id,
                 title: doc.title,
                 regions: doc.regions,
+                brands: doc.brands,
                 versions: doc.versions.into_values().collect(),
             })
             .collect()
