@@ -13,18 +13,8 @@ pub enum KeysCommand {
     Create {
         #[command(flatten)]
         file: KeysFile,
-        /// Its public name, e.g. "agent-uk-7": what the audit log records.
-        #[arg(long)]
-        id: String,
-        /// agent, editor, prompt-owner, auditor or admin.
-        #[arg(long)]
-        role: String,
-        /// A region it may touch (repeatable; none: all).
-        #[arg(long = "region")]
-        regions: Vec<String>,
-        /// A brand it may touch (repeatable; none: all).
-        #[arg(long = "brand")]
-        brands: Vec<String>,
+        #[command(flatten)]
+        who: Who,
         /// Calls per minute (0: unlimited; absent: the server's auth.requests_per_minute).
         #[arg(long)]
         requests_per_minute: Option<u32>,
@@ -47,18 +37,8 @@ pub enum KeysCommand {
     AddCertificate {
         #[command(flatten)]
         file: KeysFile,
-        /// Its public name: what the audit log records.
-        #[arg(long)]
-        id: String,
-        /// agent, editor, prompt-owner, auditor or admin.
-        #[arg(long)]
-        role: String,
-        /// A region it may touch (repeatable; none: all).
-        #[arg(long = "region")]
-        regions: Vec<String>,
-        /// A brand it may touch (repeatable; none: all).
-        #[arg(long = "brand")]
-        brands: Vec<String>,
+        #[command(flatten)]
+        who: Who,
         /// The client certificate (PEM).
         #[arg(long)]
         pem: PathBuf,
@@ -75,6 +55,31 @@ pub enum KeysCommand {
         #[arg(long)]
         id: String,
     },
+}
+
+/// Who a new key or certificate is.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Who {
+    /// Its public name, e.g. "agent-uk-7": what the audit log records.
+    #[arg(long)]
+    id: String,
+    /// agent, editor, prompt-owner, auditor or admin.
+    #[arg(long)]
+    role: String,
+    /// A region it may touch (repeatable; none: all).
+    #[arg(long = "region")]
+    regions: Vec<String>,
+    /// A brand it may touch (repeatable; none: all).
+    #[arg(long = "brand")]
+    brands: Vec<String>,
+}
+
+impl Who {
+    fn role(&self) -> anyhow::Result<Role> {
+        Role::parse(&self.role).ok_or_else(|| {
+            anyhow::anyhow!("--role {:?}: agent, editor, prompt-owner, auditor or admin", self.role)
+        })
+    }
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -102,27 +107,23 @@ impl KeysFile {
 
 pub fn run(command: &KeysCommand) -> anyhow::Result<()> {
     match command {
-        KeysCommand::Create { file, id, role, regions, brands, requests_per_minute } => {
-            let role = Role::parse(role).ok_or_else(|| {
-                anyhow::anyhow!("--role {role:?}: agent, editor, prompt-owner, auditor or admin")
-            })?;
+        KeysCommand::Create { file, who, requests_per_minute } => {
+            let (role, id) = (who.role()?, &who.id);
             let path = file.path()?;
             let mut keys = KeyFile::read(&path)?;
-            let key = keys.create(id, role, regions, brands)?;
+            let key = keys.create(id, role, &who.regions, &who.brands)?;
             keys.limit(id, *requests_per_minute)?;
             keys.write(&path)?;
             eprintln!("key {id:?} ({}) added to {}; it is shown once:", role.as_str(), path.display());
             println!("{key}");
         }
-        KeysCommand::AddCertificate { file, id, role, regions, brands, pem } => {
-            let role = Role::parse(role).ok_or_else(|| {
-                anyhow::anyhow!("--role {role:?}: agent, editor, prompt-owner, auditor or admin")
-            })?;
+        KeysCommand::AddCertificate { file, who, pem } => {
+            let (role, id) = (who.role()?, &who.id);
             let bytes =
                 std::fs::read(pem).map_err(|err| anyhow::anyhow!("cannot read {}: {err}", pem.display()))?;
             let path = file.path()?;
             let mut keys = KeyFile::read(&path)?;
-            keys.add_certificate(id, role, regions, brands, &bytes)
+            keys.add_certificate(id, role, &who.regions, &who.brands, &bytes)
                 .map_err(|err| anyhow::anyhow!("{}: {err}", pem.display()))?;
             keys.write(&path)?;
             eprintln!("certificate {id:?} ({}) added to {}", role.as_str(), path.display());
@@ -134,31 +135,25 @@ pub fn run(command: &KeysCommand) -> anyhow::Result<()> {
                 "id", "role", "regions", "brands", "per min"
             );
             let scope = |items: &[String]| if items.is_empty() { "all".to_owned() } else { items.join(",") };
-            for key in &keys.keys {
+            let keys_then_certificates = keys
+                .keys
+                .iter()
+                .map(|k| (k, ""))
+                .chain(keys.certificates.iter().map(|c| (c, " (client certificate)")));
+            for (key, kind) in keys_then_certificates {
                 let per_minute = match key.requests_per_minute {
                     Some(0) => "unlimited".to_owned(),
                     Some(n) => n.to_string(),
                     None => "default".to_owned(),
                 };
                 println!(
-                    "{:<24} {:<13} {:<16} {:<16} {:<10} {}",
+                    "{:<24} {:<13} {:<16} {:<16} {:<10} {}{kind}",
                     key.id,
                     key.role.as_str(),
                     scope(&key.regions),
                     scope(&key.brands),
                     per_minute,
                     if key.revoked { "revoked" } else { "active" }
-                );
-            }
-            for certificate in &keys.certificates {
-                println!(
-                    "{:<24} {:<13} {:<16} {:<16} {:<10} {} (client certificate)",
-                    certificate.id,
-                    certificate.role.as_str(),
-                    scope(&certificate.regions),
-                    scope(&certificate.brands),
-                    certificate.requests_per_minute.map_or("default".to_owned(), |n| n.to_string()),
-                    if certificate.revoked { "revoked" } else { "active" }
                 );
             }
         }

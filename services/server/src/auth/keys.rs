@@ -14,13 +14,15 @@ use rudder_core::access::{Principal, Role};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// One key as the file keeps it.
+/// One key, or one client certificate standing in for a key (mTLS, `server.tls_client_ca_file`), as
+/// the file keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyEntry {
     /// Public name of the key: what the audit log records.
     pub id: String,
-    /// Lower-case hex SHA-256 of the whole key.
+    /// Lower-case hex SHA-256 of the whole key, or of a certificate's DER bytes (so a renewed
+    /// certificate is added anew).
     pub sha256: String,
     pub role: Role,
     /// Regions the key may touch; empty: all.
@@ -40,25 +42,29 @@ pub struct KeyEntry {
     pub created_at: String,
 }
 
-/// A client certificate that stands in for a key (mTLS, `server.tls_client_ca_file`): the principal
-/// it is, found by the SHA-256 of the certificate (DER), so a renewed certificate is added anew.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CertificateEntry {
-    pub id: String,
-    /// Lower-case hex SHA-256 of the certificate's DER bytes.
-    pub sha256: String,
-    pub role: Role,
-    #[serde(default)]
-    pub regions: Vec<String>,
-    #[serde(default)]
-    pub brands: Vec<String>,
-    #[serde(default)]
-    pub revoked: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub requests_per_minute: Option<u32>,
-    #[serde(default)]
-    pub created_at: String,
+impl KeyEntry {
+    /// The principal this entry grants, unless it is revoked.
+    fn granted(&self) -> Result<Authenticated, String> {
+        if self.revoked {
+            return Err(format!("key {:?} is revoked", self.id));
+        }
+        let principal = Principal {
+            id: self.id.clone(),
+            role: self.role,
+            regions: self.regions.clone(),
+            brands: self.brands.clone(),
+        };
+        Ok(Authenticated { principal, requests_per_minute: self.requests_per_minute })
+    }
+}
+
+/// Who a new key or certificate is: its id, role and scopes.
+#[derive(Debug, Clone, Copy)]
+struct Grant<'a> {
+    id: &'a str,
+    role: Role,
+    regions: &'a [String],
+    brands: &'a [String],
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,7 +73,7 @@ pub struct KeyFile {
     #[serde(default, rename = "key")]
     pub keys: Vec<KeyEntry>,
     #[serde(default, rename = "certificate", skip_serializing_if = "Vec::is_empty")]
-    pub certificates: Vec<CertificateEntry>,
+    pub certificates: Vec<KeyEntry>,
 }
 
 const PREFIX: &str = "rudder_";
@@ -106,28 +112,12 @@ impl KeyFile {
         regions: &[String],
         brands: &[String],
     ) -> anyhow::Result<String> {
-        let id = id.trim();
-        anyhow::ensure!(
-            !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
-            "--id {id:?}: letters, digits and '-' only"
-        );
-        anyhow::ensure!(
-            !self.keys.iter().any(|k| k.id == id) && !self.certificates.iter().any(|c| c.id == id),
-            "a key or certificate with id {id:?} exists; revoke it or pick another id"
-        );
+        let grant = Grant { id, role, regions, brands };
+        let id = self.new_id(grant.id)?;
         let mut secret = [0u8; 24];
         rand::rng().fill_bytes(&mut secret);
         let key = format!("{PREFIX}{id}_{}", hex::encode(secret));
-        self.keys.push(KeyEntry {
-            id: id.to_owned(),
-            sha256: digest(&key),
-            role,
-            regions: normalised(regions),
-            brands: normalised(brands),
-            revoked: false,
-            requests_per_minute: None,
-            created_at: rudder_core::time::now_rfc3339(),
-        });
+        self.keys.push(entry(Grant { id: &id, ..grant }, digest(&key)));
         Ok(key)
     }
 
@@ -141,35 +131,29 @@ impl KeyFile {
         pem: &[u8],
     ) -> anyhow::Result<()> {
         use rustls_pki_types::{CertificateDer, pem::PemObject};
+        let grant = Grant { id, role, regions, brands };
+        let id = self.new_id(grant.id)?;
+        let der = CertificateDer::from_pem_slice(pem)
+            .map_err(|err| anyhow::anyhow!("not a PEM certificate: {err}"))?;
+        self.certificates.push(entry(Grant { id: &id, ..grant }, hex::encode(Sha256::digest(der.as_ref()))));
+        Ok(())
+    }
+
+    /// `id` trimmed, if it is well-formed and names no key or certificate yet.
+    fn new_id(&self, id: &str) -> anyhow::Result<String> {
         let id = id.trim();
         anyhow::ensure!(
             !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'),
             "--id {id:?}: letters, digits and '-' only"
         );
         anyhow::ensure!(
-            !self.keys.iter().any(|k| k.id == id) && !self.certificates.iter().any(|c| c.id == id),
+            !self.keys.iter().chain(&self.certificates).any(|k| k.id == id),
             "a key or certificate with id {id:?} exists; revoke it or pick another id"
         );
-        let der = CertificateDer::from_pem_slice(pem)
-            .map_err(|err| anyhow::anyhow!("not a PEM certificate: {err}"))?;
-        self.certificates.push(CertificateEntry {
-            id: id.to_owned(),
-            sha256: hex::encode(Sha256::digest(der.as_ref())),
-            role,
-            regions: normalised(regions),
-            brands: normalised(brands),
-            revoked: false,
-            requests_per_minute: None,
-            created_at: rudder_core::time::now_rfc3339(),
-        });
-        Ok(())
+        Ok(id.to_owned())
     }
 
     pub fn revoke(&mut self, id: &str) -> anyhow::Result<()> {
-        if let Some(certificate) = self.certificates.iter_mut().find(|c| c.id == id) {
-            certificate.revoked = true;
-            return Ok(());
-        }
         self.entry(id)?.revoked = true;
         Ok(())
     }
@@ -177,20 +161,13 @@ impl KeyFile {
     /// Who a verified client certificate (DER) is, or why it is not anyone.
     pub fn authenticate_certificate(&self, der: &[u8]) -> Result<Authenticated, String> {
         let digest = hex::encode(Sha256::digest(der));
-        let entry =
-            self.certificates.iter().find(|c| same(c.sha256.as_bytes(), digest.as_bytes())).ok_or_else(
-                || "the client certificate is not in the key file (rudder keys add-certificate)".to_owned(),
-            )?;
-        if entry.revoked {
-            return Err(format!("certificate {:?} is revoked", entry.id));
-        }
-        let principal = Principal {
-            id: entry.id.clone(),
-            role: entry.role,
-            regions: entry.regions.clone(),
-            brands: entry.brands.clone(),
-        };
-        Ok(Authenticated { principal, requests_per_minute: entry.requests_per_minute })
+        self.certificates
+            .iter()
+            .find(|c| same(c.sha256.as_bytes(), digest.as_bytes()))
+            .ok_or_else(|| {
+                "the client certificate is not in the key file (rudder keys add-certificate)".to_owned()
+            })?
+            .granted()
     }
 
     /// Sets the calls per minute key `id` may make (None: the server's default; 0: unlimited).
@@ -199,8 +176,13 @@ impl KeyFile {
         Ok(())
     }
 
+    /// The key or certificate `id`.
     fn entry(&mut self, id: &str) -> anyhow::Result<&mut KeyEntry> {
-        self.keys.iter_mut().find(|k| k.id == id).ok_or_else(|| anyhow::anyhow!("no key with id {id:?}"))
+        self.keys
+            .iter_mut()
+            .chain(&mut self.certificates)
+            .find(|k| k.id == id)
+            .ok_or_else(|| anyhow::anyhow!("no key or certificate with id {id:?}"))
     }
 
     /// Who `key` authenticates, or why not (naming the key id at most).
@@ -214,16 +196,21 @@ impl KeyFile {
         if !same(digest(key).as_bytes(), entry.sha256.as_bytes()) {
             return Err(format!("wrong secret for key id {id:?}"));
         }
-        if entry.revoked {
-            return Err(format!("key {id:?} is revoked"));
-        }
-        let principal = Principal {
-            id: entry.id.clone(),
-            role: entry.role,
-            regions: entry.regions.clone(),
-            brands: entry.brands.clone(),
-        };
-        Ok(Authenticated { principal, requests_per_minute: entry.requests_per_minute })
+        entry.granted()
+    }
+}
+
+/// A new, unrevoked entry for `grant`, recognised by `sha256`.
+fn entry(grant: Grant, sha256: String) -> KeyEntry {
+    KeyEntry {
+        id: grant.id.to_owned(),
+        sha256,
+        role: grant.role,
+        regions: normalised(grant.regions),
+        brands: normalised(grant.brands),
+        revoked: false,
+        requests_per_minute: None,
+        created_at: rudder_core::time::now_rfc3339(),
     }
 }
 
